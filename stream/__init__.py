@@ -1,0 +1,1 @@
+"""capi-stream: deliver conversion events from Kafka to Meta's Conversions API."""

@@ -1,0 +1,239 @@
+"""Typed settings: the only place that reads environment variables.
+
+Sources, strongest first: values passed in code (tests, the CLI), ``CAPI_STREAM_*`` environment
+variables (nested with ``__``, e.g. ``CAPI_STREAM_DELIVERER__LINGER_MS=500``), a TOML config file
+(``CAPI_STREAM_CONFIG`` or ``--config``), then the defaults below. Secrets are ``SecretStr``: they
+print as ``**********`` and reach the wire only through ``.get_secret_value()`` at the sink.
+Any librdkafka property passes through unchanged in ``kafka`` (all clients), ``consumer``,
+``producer`` and ``admin``, so SASL and SSL work as librdkafka documents them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from stream.core.errors import ConfigError
+
+KafkaProps = dict[str, str | int | float | bool]
+
+# the --config file of the settings being built (load_settings sets it for one construction)
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("capi_stream_config_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics(_Section):
+    """Topic names and how ``capi-stream topics create`` makes them."""
+
+    raw: str = "capi.events.raw"
+    enriched: str = "capi.events.enriched"
+    dlq: str = "capi.events.dlq"
+    ledger: str = "capi.deliveries"
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(7 * 86_400_000, ge=-1)
+    dlq_retention_ms: int = Field(30 * 86_400_000, ge=-1)
+
+
+class Normalizer(_Section):
+    """The normalize/hash stage."""
+
+    group_id: str = "capi-normalizer"
+    processing: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    transactional_id: str = "capi-normalizer"
+    default_region: str = Field("US", min_length=2, max_length=2)
+    default_pixel_id: str | None = None
+    hash_external_id: bool = True
+    max_future_skew_s: int = Field(60, ge=0)
+    age_safety_margin_s: int = Field(3600, ge=0)
+    poll_batch: int = Field(500, ge=1, le=100_000)
+    poll_timeout_s: float = Field(0.5, gt=0)
+
+
+class Deliverer(_Section):
+    """The windowed batcher that posts to the Graph API or a CAPI Gateway."""
+
+    group_id: str = "capi-deliverer"
+    destination: Literal["graph", "gateway"] = "graph"
+    graph_url: str = "https://graph.facebook.com"
+    api_version: str = Field("v25.0", pattern=r"^v[0-9]+\.[0-9]+$")
+    partner_agent: str | None = "capi-stream"
+    test_event_code: str | None = None
+    production: bool = False
+    gateway_url: str | None = None
+    gateway_only: bool = True
+    gateway_filter: str | None = Field(None, pattern=r"^[\w.]+:[\w]+$")
+    max_events: int = Field(1000, ge=1, le=1000)
+    max_bytes: int = Field(4_000_000, ge=10_000)
+    linger_ms: int = Field(1000, ge=0)
+    age_guard_s: int = Field(3600, ge=0)
+    max_in_flight: int = Field(32, ge=1)
+    max_in_flight_per_lane: int = Field(4, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+    retry_base_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
+    max_pending: int = Field(50_000, ge=1000)
+    resume_pending: int = Field(25_000, ge=0)
+    commit_interval_s: float = Field(2.0, gt=0)
+    revoke_timeout_s: float = Field(10.0, ge=0)
+    ledger: bool = False
+
+
+class Observability(_Section):
+    """Metrics, health and logs."""
+
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    """Everything capi-stream can be told; see README "Configuration" for each setting."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAPI_STREAM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    schema_registry_url: str | None = None
+    wire_format: Literal["auto", "confluent", "schemaless"] = "auto"
+    kafka: KafkaProps = Field(default_factory=dict)
+    consumer: KafkaProps = Field(default_factory=dict)
+    producer: KafkaProps = Field(default_factory=dict)
+    admin: KafkaProps = Field(default_factory=dict)
+    topics: Topics = Field(default_factory=Topics)
+    normalizer: Normalizer = Field(default_factory=Normalizer)
+    deliverer: Deliverer = Field(default_factory=Deliverer)
+    observability: Observability = Field(default_factory=Observability)
+
+    access_token: SecretStr | None = None
+    access_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    access_tokens_file: Path | None = None
+    app_secret: SecretStr | None = None
+    app_secret_file: Path | None = None
+    gateway_access_key: SecretStr | None = None
+
+    @field_validator("access_tokens", mode="before")
+    @classmethod
+    def _tokens_json(cls, value: Any) -> Any:
+        # CAPI_STREAM_ACCESS_TOKENS='{"123": "EAAB..."}' arrives as a string
+        return json.loads(value) if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files: explicit only
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - secrets come via *_file
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get() or os.environ.get("CAPI_STREAM_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    # -- derived values ----------------------------------------------------------------------
+
+    @property
+    def effective_wire_format(self) -> Literal["confluent", "schemaless"]:
+        """``auto`` means the Confluent format when a registry is configured."""
+        if self.wire_format == "auto":
+            return "confluent" if self.schema_registry_url else "schemaless"
+        return self.wire_format
+
+    def token_for(self, pixel_id: str) -> SecretStr | None:
+        """The access token for a pixel: its own, else the default one."""
+        tokens = {**self._file_tokens(), **self.access_tokens}
+        return tokens.get(pixel_id, self.access_token)
+
+    def secret(self) -> SecretStr | None:
+        """The app secret, from the setting or its file."""
+        if self.app_secret is not None:
+            return self.app_secret
+        if self.app_secret_file is not None:
+            return SecretStr(self.app_secret_file.read_text(encoding="utf-8").strip())
+        return None
+
+    def _file_tokens(self) -> dict[str, SecretStr]:
+        if self.access_tokens_file is None:
+            return {}
+        data = json.loads(self.access_tokens_file.read_text(encoding="utf-8"))
+        return {str(k): SecretStr(str(v)) for k, v in data.items()}
+
+    # -- librdkafka dictionaries -------------------------------------------------------------
+
+    def consumer_config(self, group_id: str, **extra: str | int | float | bool) -> KafkaProps:
+        """A consumer's librdkafka config: our safe defaults, then the passthrough settings."""
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "isolation.level": "read_committed",
+            **extra,
+            **self.kafka,
+            **self.consumer,
+        }
+
+    def producer_config(self, **extra: str | int | float | bool) -> KafkaProps:
+        """A producer's librdkafka config: idempotent, ``acks=all``, then the passthrough."""
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            **extra,
+            **self.kafka,
+            **self.producer,
+        }
+
+    def admin_config(self) -> KafkaProps:
+        """An admin client's librdkafka config."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka, **self.admin}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings, turning any validation failure into one :class:`ConfigError`.
+
+    The message names every bad setting as its environment variable would, and never echoes a
+    value (it could be a token).
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = "__".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"CAPI_STREAM_{where}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"invalid configuration file: {type(exc).__name__}") from None
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -1,0 +1,29 @@
+"""Convert at the edge: ``confluent_kafka.Message`` becomes :class:`stream.core.records.Record`."""
+
+from __future__ import annotations
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+
+from stream.core.records import Headers, Record
+
+
+def _header_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def to_record(msg: Message) -> Record:
+    """Our frozen record for a consumed message (which must not carry an error)."""
+    ts_type, ts = msg.timestamp()
+    raw_headers = msg.headers() or []
+    # consumed messages carry a list of pairs; the dict form exists only for producing
+    pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+    headers: Headers = tuple((k, _header_bytes(v)) for k, v in pairs)
+    return Record(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        key=msg.key(),
+        value=msg.value(),
+        headers=headers,
+        timestamp_ms=None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+    )

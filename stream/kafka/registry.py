@@ -1,0 +1,43 @@
+"""Schema Registry access (Confluent API; Apicurio's ``/apis/ccompat/v7`` works the same)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from stream.core.codec import SchemaNotFoundError
+from stream.core.errors import KafkaError
+
+
+class Registry:
+    """Registers our schemas and resolves writer schema ids, caching both."""
+
+    def __init__(self, url: str, conf: Mapping[str, Any] | None = None) -> None:
+        self._client = SchemaRegistryClient({"url": url, **(conf or {})})
+        self.resolve = functools.cache(self._resolve)
+
+    def close(self) -> None:
+        """Close the registry client's HTTP connections."""
+        self._client.close()
+
+    def register(self, subject: str, schema: Mapping[str, Any]) -> int:
+        """Register ``schema`` under ``subject`` (idempotent) and return its id."""
+        try:
+            return int(self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO")))
+        except SchemaRegistryError as exc:
+            raise KafkaError(f"registering {subject}: HTTP {exc.http_status_code}") from exc
+
+    def _resolve(self, schema_id: int) -> Mapping[str, Any]:
+        try:
+            schema = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise SchemaNotFoundError(schema_id) from exc
+            raise KafkaError(f"schema id {schema_id}: HTTP {exc.http_status_code}") from exc
+        data: Mapping[str, Any] = json.loads(schema.schema_str or "null")
+        return data

@@ -1,0 +1,107 @@
+"""Settings: environment and file sources, librdkafka passthrough, secrets that never print."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream.config import Settings, load_settings
+from stream.core.errors import ConfigError
+
+TOKEN = "EAAB-secret-token-value"
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CAPI_STREAM_ variables, nested with __, set the matching settings."""
+    monkeypatch.setenv("CAPI_STREAM_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("CAPI_STREAM_DELIVERER__LINGER_MS", "250")
+    settings = load_settings()
+    assert settings.bootstrap_servers == "kafka:9092"
+    assert settings.deliverer.linger_ms == 250
+
+
+def test_config_file_is_read_below_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TOML file sets values; the environment still wins over it."""
+    monkeypatch.delenv("CAPI_STREAM_CONFIG", raising=False)
+    conf = tmp_path / "capi.toml"
+    conf.write_text('bootstrap_servers = "file:9092"\n[topics]\nraw = "file.raw"\n')
+    monkeypatch.setenv("CAPI_STREAM_TOPICS__RAW", "env.raw")
+    settings = load_settings(conf)
+    assert settings.bootstrap_servers == "file:9092"
+    assert settings.topics.raw == "env.raw"
+
+
+def test_invalid_setting_names_the_variable() -> None:
+    """An invalid value gives one ConfigError naming the setting as its environment variable."""
+    with pytest.raises(ConfigError, match="CAPI_STREAM_DELIVERER__MAX_EVENTS"):
+        load_settings(deliverer={"max_events": 5000})
+
+
+def test_unknown_setting_is_rejected() -> None:
+    """A misspelt setting is an error, not silently ignored."""
+    with pytest.raises(ConfigError, match="LINGERMS"):
+        load_settings(deliverer={"lingerms": 5})
+
+
+def test_secret_never_prints() -> None:
+    """Tokens and the app secret print as stars in repr, str and error texts."""
+    settings = Settings(access_tokens={"1": TOKEN}, app_secret=TOKEN)
+    assert TOKEN not in repr(settings)
+    assert TOKEN not in str(settings.model_dump())
+    assert settings.token_for("1") is not None
+    assert settings.token_for("1").get_secret_value() == TOKEN  # type: ignore[union-attr]
+
+
+def test_invalid_secret_setting_does_not_echo_value() -> None:
+    """A bad value of a secret-bearing setting is reported without the value."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(access_tokens=TOKEN)
+    assert TOKEN not in str(info.value)
+
+
+def test_tokens_per_pixel_from_file(tmp_path: Path) -> None:
+    """Tokens come from a JSON file per pixel; a pixel without one gets the default token."""
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text('{"111": "tok-111"}')
+    settings = Settings(access_tokens_file=tokens, access_token="tok-default")
+    assert settings.token_for("111").get_secret_value() == "tok-111"  # type: ignore[union-attr]
+    assert settings.token_for("222").get_secret_value() == "tok-default"  # type: ignore[union-attr]
+
+
+def test_librdkafka_passthrough_reaches_client_configs() -> None:
+    """SASL/SSL and any other librdkafka property pass through unchanged."""
+    settings = Settings(
+        kafka={"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"},
+        consumer={"fetch.min.bytes": 1024},
+        producer={"linger.ms": 5},
+    )
+    consumer = settings.consumer_config("g")
+    producer = settings.producer_config()
+    assert consumer["security.protocol"] == "SASL_SSL"
+    assert consumer["fetch.min.bytes"] == 1024
+    assert consumer["enable.auto.commit"] is False
+    assert producer["linger.ms"] == 5
+    assert producer["enable.idempotence"] is True
+    assert settings.admin_config()["sasl.mechanism"] == "PLAIN"
+
+
+def test_wire_format_auto_follows_registry() -> None:
+    """With a registry the wire format is Confluent's; without one, schemaless."""
+    assert Settings().effective_wire_format == "schemaless"
+    assert Settings(schema_registry_url="http://r").effective_wire_format == "confluent"
+
+
+def test_cli_exits_2_on_invalid_configuration() -> None:
+    """The CLI reports bad configuration in one line and exits 2 before connecting."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "topics", "create"],
+        env={"CAPI_STREAM_TOPICS__PARTITIONS": "0", "PATH": "/usr/bin"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "CAPI_STREAM_TOPICS__PARTITIONS" in proc.stderr
