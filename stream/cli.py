@@ -50,6 +50,64 @@ def _topics_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _normalize(args: argparse.Namespace) -> int:
+    from stream.logs import configure
+    from stream.normalizer import Normalizer
+
+    settings = _settings(args)
+    configure(settings.observability.log_level, settings.observability.log_format)
+    stage = Normalizer(settings, worker=args.worker)
+    stage.install_signal_handlers()
+    stats = stage.run(max_idle_s=args.max_idle)
+    print(
+        f"consumed {stats.consumed}, enriched {stats.enriched}, "
+        f"dead-lettered {stats.dead_lettered}, transactions {stats.transactions}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    from stream.deliverer import Deliverer
+    from stream.logs import configure
+
+    settings = _settings(args)
+    configure(settings.observability.log_level, settings.observability.log_format)
+    stage = Deliverer(settings)
+    stage.install_signal_handlers()
+    stats = stage.run(max_idle_s=args.max_idle)
+    print(
+        f"consumed {stats.consumed}, delivered {stats.delivered}, "
+        f"dead-lettered {stats.dead_lettered}, requests {stats.requests}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _sim(args: argparse.Namespace) -> int:
+    import json
+
+    from stream.logs import configure
+    from stream.sim import SimConfig, config_from_options, serve
+
+    configure("info", "console")
+    base = None
+    if args.sim_config is not None:
+        try:
+            base = SimConfig.from_dict(json.loads(args.sim_config.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--sim-config: {type(exc).__name__}") from None
+    secret = None
+    if args.app_secret_file is not None:
+        secret = args.app_secret_file.read_text(encoding="utf-8").strip()
+    config = config_from_options(
+        tokens=args.token, app_secret=secret, latency=args.latency, seed=args.seed,
+        faults=args.fault, base=base,
+    )  # fmt: skip
+    serve(config, args.host, args.port, on_ready=lambda url: print(url, flush=True))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(
@@ -76,6 +134,77 @@ def build_parser() -> argparse.ArgumentParser:
         "create", help="create the topics with the configured partitions and retention (idempotent)"
     )
     create.set_defaults(handler=_topics_create)
+
+    normalize = sub.add_parser(
+        "normalize",
+        help="run the normalize/hash stage: raw topic to enriched topic and dead letters",
+    )
+    normalize.add_argument(
+        "--worker",
+        type=int,
+        default=0,
+        help="worker slot; names the transactional id so a restarted worker fences its old self",
+    )
+    normalize.add_argument(
+        "--max-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit after this long without records (one-off runs); default: run until SIGTERM",
+    )
+    normalize.set_defaults(handler=_normalize)
+
+    deliver = sub.add_parser(
+        "deliver",
+        help="run the deliver stage: enriched topic to the Graph API (or a CAPI Gateway)",
+    )
+    deliver.add_argument(
+        "--max-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit after this long with nothing pending (one-off runs); default: until SIGTERM",
+    )
+    deliver.set_defaults(handler=_deliver)
+
+    sim = sub.add_parser(
+        "sim", help="run the CAPI simulator: a local Graph API events edge with fault injection"
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--port", type=int, default=8089, help="port (0: any free port)")
+    sim.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="TOKEN=PIXEL[,PIXEL]",
+        help="an access token and the pixels it may write to (TOKEN=* for all); repeatable",
+    )
+    sim.add_argument(
+        "--app-secret-file",
+        type=Path,
+        default=None,
+        help="file holding the app secret; then appsecret_proof is required",
+    )
+    sim.add_argument(
+        "--latency",
+        default=None,
+        help="added latency: 50, 10-100, lognormal:MEDIAN:SIGMA or pareto:SCALE:ALPHA",
+    )
+    sim.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
+    sim.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help="inject a fault kind at a rate (http_500, code_1, throttle_4, hang, reset, ...)",
+    )
+    sim.add_argument(
+        "--sim-config",
+        type=Path,
+        default=None,
+        help="JSON file with the full simulator configuration",
+    )
+    sim.set_defaults(handler=_sim)
 
     for register in _REGISTRARS:
         register(sub)

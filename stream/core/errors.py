@@ -70,11 +70,18 @@ class EncodeError(CapiStreamError):
 
 
 class KafkaError(CapiStreamError):
-    """Raised when a Kafka operation fails; ``retriable`` follows librdkafka's verdict."""
+    """Raised when a Kafka operation fails; the flags follow librdkafka's verdict.
 
-    def __init__(self, message: str, *, retriable: bool = False, fatal: bool = False) -> None:
+    ``abortable``: the open transaction must be aborted (and the input re-read); ``fatal``: the
+    client is unusable and the process should exit (a supervisor restarts it).
+    """
+
+    def __init__(
+        self, message: str, *, retriable: bool = False, fatal: bool = False, abortable: bool = False
+    ) -> None:
         self.retriable = retriable
         self.fatal = fatal
+        self.abortable = abortable
         super().__init__(message)
 
 

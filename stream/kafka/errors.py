@@ -18,6 +18,7 @@ def translate(exc: KafkaException, doing: str) -> KafkaError:
             f"{doing}: {err.name()}: {err.str()}",
             retriable=bool(err.retriable()),
             fatal=bool(err.fatal()),
+            abortable=bool(err.txn_requires_abort()),
         )
     return KafkaError(f"{doing}: {exc}")
 

@@ -1,0 +1,186 @@
+"""An event's optional sections: custom_data, app_data, original_event_data, attribution_data.
+
+Each is copied into the enriched record's shape (every field present, None or ``[]`` when
+absent) with the few checks a single field needs: currency is ISO 4217 (lowercase), numbers
+are finite, custom properties do not reuse a standard field's name. A bad field is dropped
+with a warning; whether the event may be sent at all is :mod:`stream.core.validate`'s call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+from stream.core.normalize.geo import currency_code
+
+#: custom_data fields of the schema; a custom property must not reuse one of these names.
+STANDARD_CUSTOM_DATA_FIELDS: Final = frozenset(
+    {
+        "value",
+        "currency",
+        "net_revenue",
+        "content_name",
+        "content_category",
+        "content_ids",
+        "contents",
+        "content_type",
+        "order_id",
+        "predicted_ltv",
+        "num_items",
+        "search_string",
+        "status",
+        "delivery_category",
+        "item_number",
+    }
+)
+_NON_FINITE: Final = "number_non_finite_dropped"
+
+
+def text(value: object) -> str | None:
+    """A string field, trimmed; blank or not a string is None."""
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def flag(value: object) -> bool | None:
+    """A boolean field; anything but a bool is None."""
+    return value if isinstance(value, bool) else None
+
+
+def _double(value: object, warnings: list[str]) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN: orjson would send null, which Meta reads as a missing value.
+        warnings.append(_NON_FINITE)
+        return None
+    return float(value)
+
+
+def _long(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, list | tuple):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+def _content(item: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    get = item.get
+    return {
+        "id": get("id"),
+        "quantity": _long(get("quantity")),
+        "item_price": _double(get("item_price"), warnings),
+        "delivery_category": get("delivery_category"),
+        "title": get("title"),
+        "description": get("description"),
+        "brand": get("brand"),
+        "category": get("category"),
+    }
+
+
+def _custom_properties(raw: object, warnings: list[str]) -> dict[str, Any]:
+    if not raw or not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in STANDARD_CUSTOM_DATA_FIELDS:
+            # Flattened on the wire, it would overwrite or duplicate the standard field.
+            warnings.append("custom_property_collision_dropped")
+        elif isinstance(value, float) and not math.isfinite(value):
+            warnings.append(_NON_FINITE)
+        else:
+            out[key] = value
+    return out
+
+
+def _currency(raw: object, warnings: list[str]) -> str | None:
+    if raw is None:
+        return None
+    code = currency_code(raw) if isinstance(raw, str) else None
+    if code is None and not (isinstance(raw, str) and not raw.strip()):
+        warnings.append("currency_invalid_dropped")
+    return code
+
+
+def custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
+    """The ``CustomData`` record: currency ``" USD "`` → ``"usd"``, invalid → None + warning."""
+    if raw is None or not (type(raw) is dict or isinstance(raw, Mapping)):
+        return None
+    get = raw.get
+    contents = get("contents")
+    return {
+        "value": _double(get("value"), warnings),
+        "currency": _currency(get("currency"), warnings),
+        "net_revenue": _double(get("net_revenue"), warnings),
+        "content_name": get("content_name"),
+        "content_category": get("content_category"),
+        "content_ids": _strings(get("content_ids")),
+        "contents": (
+            [_content(item, warnings) for item in contents if isinstance(item, Mapping)]
+            if isinstance(contents, list | tuple)
+            else []
+        ),
+        "content_type": get("content_type"),
+        "order_id": get("order_id"),
+        "predicted_ltv": _double(get("predicted_ltv"), warnings),
+        "num_items": _long(get("num_items")),
+        "search_string": get("search_string"),
+        "status": get("status"),
+        "delivery_category": get("delivery_category"),
+        "item_number": get("item_number"),
+        "custom_properties": _custom_properties(get("custom_properties"), warnings),
+    }
+
+
+def app_data(raw: object) -> dict[str, Any] | None:
+    """The ``AppData`` record, copied; extinfo keeps every positional slot, ``""`` included."""
+    if raw is None or not (type(raw) is dict or isinstance(raw, Mapping)):
+        return None
+    get = raw.get
+    return {
+        "advertiser_tracking_enabled": flag(get("advertiser_tracking_enabled")),
+        "application_tracking_enabled": flag(get("application_tracking_enabled")),
+        "extinfo": _strings(get("extinfo")),
+        "campaign_ids": get("campaign_ids"),
+        "install_referrer": get("install_referrer"),
+        "installer_package": get("installer_package"),
+        "url_schemes": _strings(get("url_schemes")),
+        "vendor_id": get("vendor_id"),
+        "windows_attribution_id": get("windows_attribution_id"),
+    }
+
+
+def original_event_data(raw: object) -> dict[str, Any] | None:
+    """The ``OriginalEventData`` record, copied."""
+    if raw is None or not (type(raw) is dict or isinstance(raw, Mapping)):
+        return None
+    get = raw.get
+    return {
+        "event_name": get("event_name"),
+        "event_time": _long(get("event_time")),
+        "order_id": get("order_id"),
+        "event_id": get("event_id"),
+    }
+
+
+def attribution_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
+    """The ``AttributionData`` record, copied; non-finite numbers dropped with a warning."""
+    if raw is None or not (type(raw) is dict or isinstance(raw, Mapping)):
+        return None
+    get = raw.get
+    return {
+        "scope": get("scope"),
+        "visit_time": _long(get("visit_time")),
+        "ad_id": get("ad_id"),
+        "adset_id": get("adset_id"),
+        "campaign_id": get("campaign_id"),
+        "attribution_share": _double(get("attribution_share"), warnings),
+        "attribution_model": get("attribution_model"),
+        "attr_window": _long(get("attr_window")),
+        "attribution_value": _double(get("attribution_value"), warnings),
+    }

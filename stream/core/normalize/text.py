@@ -1,0 +1,106 @@
+"""Text steps shared by every hashed key: NFC, trim, lowercase, character classes, SHA-256.
+
+The rules table of CAPI.md says every hashed key goes through "Unicode NFC, trim, lowercase,
+the key's own step, then SHA-256 of the UTF-8 bytes as lowercase hex". The first three steps
+and the last one live here; the key's own step lives in :mod:`stream.core.normalize.keys`.
+
+Most values are ASCII, so each helper has an ASCII fast path (one C-level regex or method
+call) and a Unicode path that looks at each character's general category. Python's ``re``
+has no ``\\p{L}``, and ``\\w`` drops combining marks, which would break Devanagari or Thai
+names, hence the category test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Final
+
+_ASCII_NOT_ALNUM: Final = re.compile(r"[^a-z0-9]+")
+_ASCII_NOT_ALPHA: Final = re.compile(r"[^a-z]+")
+
+#: Shapes of values that arrive already hashed (CAPI.md §3.3, §3.5).
+_HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
+_HEX64_APPENDIX: Final = re.compile(r"[0-9a-fA-F]{64}\.[A-Za-z0-9_-]+")
+_HEX32: Final = re.compile(r"[0-9a-fA-F]{32}")
+
+#: What :func:`hashed_shape` answers.
+NOT_HASHED: Final = 0
+SHA256: Final = 1
+SHA256_APPENDIX: Final = 2
+MD5: Final = 3
+
+
+def prepare(value: str) -> str:
+    """NFC, trim, lowercase: the common first steps of every hashed key.
+
+    ``" Valéry "`` (decomposed, as macOS writes it) → ``"valéry"`` (composed).
+    """
+    if value.isascii():
+        return value.strip().lower()
+    return unicodedata.normalize("NFC", value).strip().lower()
+
+
+def keep_alnum(value: str) -> str:
+    """Keep letters, combining marks and digits of every script; ``value`` is prepared.
+
+    ``"mary-jane 2"`` → ``"maryjane2"``; ``"o'brien"`` → ``"obrien"``.
+    """
+    if value.isascii():
+        return _ASCII_NOT_ALNUM.sub("", value)
+    category = unicodedata.category
+    return "".join([char for char in value if category(char)[0] in "LMN"])
+
+
+def keep_letters(value: str) -> str:
+    """Keep letters and combining marks of every script; ``value`` is prepared.
+
+    ``"washington d.c. 2"`` → ``"washingtondc"``; ``"saint-étienne"`` → ``"saintétienne"``.
+    """
+    if value.isascii():
+        return _ASCII_NOT_ALPHA.sub("", value)
+    category = unicodedata.category
+    return "".join([char for char in value if category(char)[0] in "LM"])
+
+
+def fold_accents(value: str) -> str:
+    """Drop combining marks after decomposition, for table look-ups only (never hashed).
+
+    ``"québec"`` → ``"quebec"``.
+    """
+    if value.isascii():
+        return value
+    decomposed = unicodedata.normalize("NFD", value)
+    return unicodedata.normalize(
+        "NFC", "".join([char for char in decomposed if not unicodedata.combining(char)])
+    )
+
+
+def sha256_hex(value: str) -> str:
+    """SHA-256 of the UTF-8 bytes, lowercase hex: ``"mary"`` → ``"6915771b…c449f4ec"``.
+
+    ``surrogatepass`` only matters for lone surrogates, which no decoded Avro string holds;
+    it keeps the "never raise on any input string" promise for callers that build records by
+    hand.
+    """
+    try:
+        data = value.encode()
+    except UnicodeEncodeError:
+        data = value.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def hashed_shape(trimmed: str) -> int:
+    """Which already-hashed shape ``trimmed`` has: NOT_HASHED, SHA256, SHA256_APPENDIX or MD5.
+
+    The length test first keeps the common case (a clear-text value) to one ``len`` call.
+    """
+    length = len(trimmed)
+    if length == 64:
+        return SHA256 if _HEX64.fullmatch(trimmed) else NOT_HASHED
+    if length > 65 and trimmed[64] == ".":
+        return SHA256_APPENDIX if _HEX64_APPENDIX.fullmatch(trimmed) else NOT_HASHED
+    if length == 32:
+        return MD5 if _HEX32.fullmatch(trimmed) else NOT_HASHED
+    return NOT_HASHED

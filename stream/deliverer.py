@@ -1,0 +1,653 @@
+"""Stage 2: enriched events to the Graph API (or a CAPI Gateway), offsets committed after delivery.
+
+Threads: one owns the Kafka consumer (poll, commit, pause, and the rebalance callbacks); the
+asyncio loop owns everything else (offset tracker, batcher, lanes, requests). Records cross to
+the loop with ``call_soon_threadsafe``; consumer calls cross to the poll thread as jobs, because
+librdkafka's synchronous commit must not race a ``consume`` on another thread. A rebalance
+callback blocks the poll thread while the loop settles the partitions, so a revoke can wait
+(bounded) for requests in flight, then commits in the callback itself.
+
+An event's offset is done when Meta accepted its request or it was dead-lettered. The commit
+protocol (``_commit``) has numbered steps and runs on a timer, on revoke and at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+import queue
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream.config import Settings
+from stream.core import payload
+from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
+from stream.core.codec import AvroCodec
+from stream.core.dead_letter import MetaErrorFields, dead_letter, dead_letter_headers
+from stream.core.errors import ConfigError, DecodeError, KafkaError
+from stream.core.graph_response import Accepted, Invalid, Outcome, Setup, Throttled, classify
+from stream.core.isolate import Isolation, Probe
+from stream.core.offsets import OffsetTracker
+from stream.core.records import Record, TopicPartition
+from stream.core.retry import RetryPolicy
+from stream.core.sensors import NullSensor, Sensor
+from stream.core.window import Batch, Batcher, LaneKey, PendingEvent
+from stream.core.wire import to_wire
+from stream.kafka.consumer import StageConsumer
+from stream.kafka.producer import StageProducer
+from stream.kafka.serde import build_codecs
+from stream.lanes import Lane
+from stream.logs import get_logger
+from stream.sinks.http import HttpSink, build_client, gateway_url, graph_url
+
+log = get_logger("capi_stream.deliverer")
+
+#: Dead-letter an event this long before Meta's age limit: clocks differ, requests take time.
+EXPIRY_MARGIN_S = 300.0
+#: How often a halted lane's prober tries again (doubling up to the retry maximum).
+HALT_PROBE_BASE_S = 2.0
+
+
+@dataclass
+class DelivererStats:
+    """Totals since start."""
+
+    consumed: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    short_receipts: int = 0
+    skipped: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """Why an event goes to the dead-letter topic instead of Meta."""
+
+    reason: str
+    message: str
+    meta_error: MetaErrorFields | None = None
+
+
+class Deliverer:
+    """The deliver stage. ``run()`` blocks until :meth:`stop` (or SIGTERM) and returns stats."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sensor: Sensor | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        d = settings.deliverer
+        if d.production and d.test_event_code:
+            raise ConfigError("CAPI_STREAM_DELIVERER__TEST_EVENT_CODE is set in production mode")
+        if d.destination == "gateway" and not d.gateway_url:
+            raise ConfigError("CAPI_STREAM_DELIVERER__GATEWAY_URL is required for the gateway")
+        self.settings = settings
+        self.sensor: Sensor = sensor or NullSensor()
+        self.clock = clock
+        self.stats = DelivererStats()
+        self._rnd = random.Random(seed)  # noqa: S311 - jitter, not cryptography
+        self._retry = RetryPolicy(base_s=d.retry_base_s, max_s=d.retry_max_s)
+        self._filter = _load_filter(d.gateway_filter)
+        self._destinations = _destinations(settings)
+        self._stopping = threading.Event()
+        self._poll_stop = threading.Event()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._tracker = OffsetTracker()
+        self._batcher = Batcher(
+            max_events=d.max_events, max_bytes=d.max_bytes, linger_s=d.linger_ms / 1000,
+            age_guard_s=d.age_guard_s,
+        )  # fmt: skip
+        self._lanes: dict[LaneKey, Lane] = {}
+        # (tp, offset) -> [record, generation, destinations still to settle, first failure ms]
+        self._open: dict[tuple[TopicPartition, int], list[Any]] = {}
+        self._generation: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused = False
+        self._last_record_at = clock()
+
+    # -- public surface ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Deliver what is batched (bounded by the revoke timeout), commit, and leave."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT drain and stop."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    @property
+    def halted_lanes(self) -> list[LaneKey]:
+        return [key for key, lane in self._lanes.items() if lane.halted]
+
+    def ready(self) -> bool:
+        """Readiness: partitions assigned and no lane halted by a setup error."""
+        return bool(self._assigned) and not self.halted_lanes
+
+    def run(self, *, max_idle_s: float | None = None) -> DelivererStats:
+        """Run until stopped, or until idle for ``max_idle_s`` with nothing pending."""
+        asyncio.run(self._main(max_idle_s))
+        return self.stats
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _main(self, max_idle_s: float | None) -> None:
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self._codecs = build_codecs(s)
+        self._consumer = StageConsumer(s.consumer_config(s.deliverer.group_id))
+        self._producer = StageProducer(s.producer_config(), transactional=False)
+        self._sink = HttpSink(build_client(
+            max_connections=s.deliverer.max_in_flight, timeout_s=s.deliverer.request_timeout_s,
+            user_agent="capi-stream",
+        ))  # fmt: skip
+        poller = threading.Thread(target=self._poll_thread, name="capi-poll", daemon=True)
+        poller.start()
+        log.info("started", topic=s.topics.enriched, destinations=self._destinations)
+        last_commit = self.clock()
+        try:
+            while not self._stopping.is_set():
+                await asyncio.sleep(self._sleep_s())
+                self._dispatch(self._batcher.due(self.clock()))
+                if self.clock() - last_commit >= s.deliverer.commit_interval_s:
+                    await self._commit()
+                    last_commit = self.clock()
+                if max_idle_s is not None and self._idle_for() > max_idle_s:
+                    break
+            await self._drain()
+        finally:
+            self._stopping.set()
+            self._poll_stop.set()
+            await asyncio.to_thread(poller.join, s.deliverer.revoke_timeout_s + 60)
+            await self._sink.aclose()
+            self._producer.close()
+            self._codecs.close()
+            log.info("stopped", delivered=self.stats.delivered, dead=self.stats.dead_lettered)
+
+    def _sleep_s(self) -> float:
+        deadline = self._batcher.next_deadline()
+        if deadline is None:
+            return 0.05
+        return min(0.05, max(0.001, deadline - self.clock()))
+
+    def _idle_for(self) -> float:
+        if not self._assigned or self._tracker.pending_count() or self._tasks or len(self._batcher):
+            return 0.0
+        return self.clock() - self._last_record_at
+
+    async def _drain(self) -> None:
+        """Shutdown: send every open window, wait (bounded) for the requests, commit."""
+        self._dispatch(self._batcher.flush())
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.settings.deliverer.revoke_timeout_s)
+        await self._commit()
+
+    # -- the poll thread ---------------------------------------------------------------------
+
+    def _poll_thread(self) -> None:
+        consumer = self._consumer
+        consumer.subscribe(
+            [self.settings.topics.enriched],
+            on_assign=self._assign_in_callback,
+            on_revoke=self._revoke_in_callback,
+        )
+        codec = self._codecs.enriched
+        try:
+            while not self._poll_stop.is_set():
+                self._run_jobs()
+                records = consumer.poll(1000, 0.05)
+                if records:
+                    items = [self._prepare(codec, r) for r in records]
+                    self._loop.call_soon_threadsafe(self._ingest, items)
+        finally:
+            self._run_jobs()
+            consumer.close()  # runs the revoke callback: in-flight work settles, offsets commit
+
+    def _run_jobs(self) -> None:
+        while True:
+            try:
+                job, future = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(job())
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                future.set_exception(exc)
+
+    async def _on_poll_thread(self, job: Callable[[], Any]) -> Any:
+        """Run a consumer call on the poll thread (between two polls) and await its result."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((job, future))
+        return await asyncio.wrap_future(future)
+
+    def _call(self, coro: Any) -> Any:
+        """Run a coroutine on the loop and block the poll thread until it is done (bounded)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout=self.settings.deliverer.revoke_timeout_s + 60)
+
+    def _revoke_in_callback(self, tps: list[TopicPartition]) -> None:
+        """Poll thread, inside the rebalance callback: settle on the loop, then commit here."""
+        next_offsets = self._call(self._on_revoke(tps))
+        try:
+            self._consumer.commit(next_offsets)
+        except KafkaError as exc:
+            # the partitions are gone either way; their new owner re-reads from the last commit
+            log.warning("commit on revoke failed", error=str(exc))
+
+    def _assign_in_callback(self, tps: list[TopicPartition]) -> None:
+        paused = self._call(self._on_assign(tps))
+        if paused:
+            self._consumer.pause(tps)
+
+    def _prepare(self, codec: AvroCodec, record: Record) -> tuple[Record, Any]:
+        """Decode in the poll thread: (record, decoded enriched record or a failure)."""
+        try:
+            return record, codec.decode(record.value or b"")
+        except DecodeError as exc:
+            return record, _Failure(f"decode_{exc.reason}", exc.detail)
+
+    # -- rebalance (on the loop, while the poll thread waits) --------------------------------
+
+    async def _on_assign(self, tps: list[TopicPartition]) -> bool:
+        """Start tracking ``tps``; True when they must start paused (backpressure is on)."""
+        for tp in tps:
+            self._assigned.add(tp)
+            self._generation[tp] = self._generation.get(tp, 0) + 1
+        self._last_record_at = self.clock()
+        log.info("assigned", partitions=[f"{t.topic}[{t.partition}]" for t in tps])
+        return self._paused
+
+    async def _on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Start nothing new for ``tps``; wait (bounded) for their requests; forget them.
+
+        Returns the next_offsets to commit for them (the callback commits on the poll thread).
+        """
+        revoked = set(tps)
+        self._assigned -= revoked
+        unsent = self._batcher.drop_partitions(revoked)
+        busy = [t for t in self._tasks if getattr(t, "partitions", set()) & revoked]
+        if busy:
+            await asyncio.wait(busy, timeout=self.settings.deliverer.revoke_timeout_s)
+        await asyncio.to_thread(self._producer.flush)  # dead letters first, as in _commit
+        next_offsets = {tp: o for tp, o in self._tracker.committable().items() if tp in revoked}
+        abandoned = self._tracker.forget(revoked)
+        for key in [k for k in self._open if k[0] in revoked]:
+            del self._open[key]
+        log.info("revoked", partitions=len(tps), unsent=len(unsent), abandoned=abandoned)
+        return next_offsets
+
+    # -- ingest (on the loop) ----------------------------------------------------------------
+
+    def _ingest(self, items: list[tuple[Record, Any]]) -> None:
+        now = self.clock()
+        self._last_record_at = now
+        ready: list[Batch] = []
+        for record, decoded in items:
+            tp = record.tp
+            if tp not in self._assigned:
+                continue  # fetched just before a revoke; the new owner reads it again
+            self.stats.consumed += 1
+            self._tracker.track(tp, record.offset)
+            key = (tp, record.offset)
+            self._open[key] = [record, self._generation.get(tp, 0), 0, None]
+            if isinstance(decoded, _Failure):
+                self._dead(key, decoded)
+                continue
+            for item in self._pending(record, decoded, now):
+                if isinstance(item, _Failure):
+                    self._dead(key, item)
+                    break
+                self._open[key][2] += 1
+                ready += self._batcher.add(item, now)
+            else:
+                if self._open.get(key, [None, 0, 1])[2] == 0:
+                    self.stats.skipped += 1  # the gateway filter kept it from every destination
+                    self._settle(key)
+        self._dispatch(ready)
+        self._backpressure()
+
+    def _pending(self, record: Record, enriched: dict[str, Any], now: float) -> list[Any]:
+        """The events to send for one record (one per destination), or the failure."""
+        d = self.settings.deliverer
+        event = enriched["event"]
+        code = enriched.get("test_event_code") or d.test_event_code
+        if code and d.production:
+            why = "test_event_code is set and the deliverer runs in production mode"
+            return [_Failure("test_event_in_production", why)]
+        max_age = (
+            MAX_AGE_PHYSICAL_STORE_SECONDS if event.get("action_source") == "physical_store"
+            else MAX_AGE_SECONDS
+        )  # fmt: skip
+        expires_at = float(event["event_time"]) + max_age - EXPIRY_MARGIN_S
+        if expires_at <= now:
+            return [_Failure("expired", f"event_time is past Meta's {max_age // 86400}-day limit")]
+        wire = to_wire(event)
+        event_json = orjson.dumps(wire)
+        items: list[Any] = []
+        for dest in self._destinations:
+            if dest == "gateway" and self._filter is not None and not self._filter(wire):
+                continue
+            lane = LaneKey(dest, enriched["pixel_id"], None if dest == "gateway" else code)
+            item = PendingEvent(record.tp, record.offset, lane, event_json,
+                                enriched["event_id"], event["event_name"], expires_at)  # fmt: skip
+            if not self._batcher.fits(item):
+                return [_Failure("event_too_large", f"{len(event_json)} bytes exceed max_bytes")]
+            items.append(item)
+        return items
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _dispatch(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            task = asyncio.create_task(self._deliver(batch))
+            task.partitions = {item.tp for item in batch.items}  # type: ignore[attr-defined]
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _lane(self, key: LaneKey) -> Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            d = self.settings.deliverer
+            lane = Lane(key, max_in_flight=d.max_in_flight_per_lane, throttle_policy=self._retry,
+                        rnd=self._rnd, clock=self.clock)  # fmt: skip
+            self._lanes[key] = lane
+        return lane
+
+    async def _deliver(self, batch: Batch) -> None:
+        self.stats.batches += 1
+        # the assignment generation of each partition at dispatch: a completion that comes back
+        # after its partition was revoked (and maybe re-assigned) must not settle the new copy
+        gens = {item.tp: self._generation.get(item.tp, 0) for item in batch.items}
+        verdict = await self._send_until_verdict(batch.lane, batch.items, gens)
+        if isinstance(verdict, Invalid):
+            await self._isolate(batch.lane, batch.items, verdict, gens)
+
+    async def _send_until_verdict(
+        self, key: LaneKey, items: tuple[PendingEvent, ...], gens: dict[TopicPartition, int]
+    ) -> Accepted | Invalid | None:
+        """Send until Meta accepts or rejects the content; retries everything else.
+
+        Returns None when the events expired (dead-lettered) or their partitions were revoked.
+        """
+        lane = self._lane(key)
+        me = object()
+        attempts = 0
+        first_failure_ms: int | None = None
+        try:
+            while True:
+                items = self._live(items, first_failure_ms, gens)
+                if not items:
+                    return None
+                await lane.gate(me)
+                outcome = await self._post(lane, items)
+                if isinstance(outcome, Accepted):
+                    lane.succeeded(me)
+                    self._accepted(key, items, outcome, gens)
+                    return outcome
+                if isinstance(outcome, Invalid):
+                    lane.succeeded(me)
+                    return outcome
+                attempts += 1
+                self.stats.retries += 1
+                first_failure_ms = first_failure_ms or int(self.clock() * 1000)
+                kind = type(outcome).__name__.lower()
+                self.sensor.count("retries", kind=kind)
+                now = self.clock()
+                if isinstance(outcome, Throttled):
+                    lane.throttle.on_throttle(now, outcome.retry_after_s)
+                    continue
+                if isinstance(outcome, Setup):
+                    if lane.halt(me, f"code {outcome.code}"):
+                        log.error("lane halted", pixel=key.pixel_id, code=outcome.code,
+                                  fbtrace_id=outcome.fbtrace_id)  # fmt: skip
+                    delay = min(HALT_PROBE_BASE_S * 2 ** min(attempts, 10), self._retry.max_s)
+                    await asyncio.sleep(delay)
+                    continue
+                await asyncio.sleep(self._retry.backoff(attempts, self._rnd, outcome.retry_after_s))
+        finally:
+            lane.release(me)
+
+    def _live(
+        self,
+        items: tuple[PendingEvent, ...],
+        first_failure_ms: int | None,
+        gens: dict[TopicPartition, int],
+    ) -> tuple[PendingEvent, ...]:
+        """Drop revoked events; dead-letter the ones that would now poison the request."""
+        now = self.clock()
+        live = []
+        for item in items:
+            entry = self._open.get((item.tp, item.offset))
+            if entry is None or entry[1] != gens.get(item.tp):
+                continue  # settled already, or revoked since dispatch
+            if item.expires_at <= now:
+                entry[3] = first_failure_ms
+                self._dead((item.tp, item.offset), _Failure(
+                    "expired", "event reached Meta's age limit while retrying"))  # fmt: skip
+                continue
+            live.append(item)
+        return tuple(live)
+
+    async def _post(self, lane: Lane, items: tuple[PendingEvent, ...]) -> Outcome:
+        s = self.settings
+        key = lane.key
+        if key.destination == "gateway":
+            access = s.gateway_access_key.get_secret_value() if s.gateway_access_key else None
+            url = gateway_url(s.deliverer.gateway_url or "", key.pixel_id)
+            body = payload.gateway_body(key, items, access_key=access)
+        else:
+            token = s.token_for(key.pixel_id)
+            secret = s.secret()
+            url = graph_url(s.deliverer.graph_url, s.deliverer.api_version, key.pixel_id)
+            body = payload.graph_body(
+                key, items,
+                access_token=token.get_secret_value() if token else None,
+                app_secret=secret.get_secret_value() if secret and token else None,
+                partner_agent=s.deliverer.partner_agent,
+            )  # fmt: skip
+        async with lane.slots:
+            answer = await self._sink.post(url, body)
+        self.stats.requests += 1
+        outcome = classify(
+            answer.status, answer.body, answer.headers, answer.transport_error, len(items),
+            now=self.clock(), gateway=key.destination == "gateway",
+        )  # fmt: skip
+        self.sensor.observe("request_seconds", answer.elapsed_s)
+        self.sensor.count("requests", outcome=type(outcome).__name__.lower(), pixel=key.pixel_id)
+        if not isinstance(outcome, Accepted):
+            log.warning("request failed", pixel=key.pixel_id, events=len(items),
+                        outcome=type(outcome).__name__, status=answer.status,
+                        error=answer.transport_error)  # fmt: skip
+        return outcome
+
+    async def _isolate(
+        self,
+        key: LaneKey,
+        items: tuple[PendingEvent, ...],
+        first: Invalid,
+        gens: dict[TopicPartition, int],
+    ) -> None:
+        """Dead-letter only the events Meta rejects; deliver the rest (CAPI.md §5.4)."""
+        iso: Isolation[PendingEvent] = Isolation(items)
+        step = iso.start(first)
+
+        async def probe(p: Probe[PendingEvent]) -> None:
+            verdict = await self._send_until_verdict(key, p.items, gens)
+            await run(iso.on_result(p, verdict if isinstance(verdict, Invalid) else None))
+
+        async def run(step: Any) -> None:
+            for dead in step.dead:
+                item = dead.item
+                if self._generation.get(item.tp) != gens.get(item.tp):
+                    continue
+                self._dead((item.tp, item.offset), _Failure(
+                    "rejected_by_meta", dead.error.message or "invalid parameter",
+                    _meta_fields(dead.error)))  # fmt: skip
+            if step.to_send:
+                await asyncio.gather(*(probe(p) for p in step.to_send))
+
+        await run(step)
+        log.info("isolated", pixel=key.pixel_id, events=len(items), requests=iso.requests)
+
+    # -- settling offsets --------------------------------------------------------------------
+
+    def _accepted(
+        self,
+        key: LaneKey,
+        items: tuple[PendingEvent, ...],
+        ok: Accepted,
+        gens: dict[TopicPartition, int],
+    ) -> None:
+        if ok.short:
+            self.stats.short_receipts += 1
+            self.sensor.count("short_receipts", pixel=key.pixel_id)
+            log.error(
+                "events_received below events sent", pixel=key.pixel_id, sent=len(items),
+                received=ok.events_received, fbtrace_id=ok.fbtrace_id,
+            )  # fmt: skip
+        now = self.clock()
+        for item in items:
+            if self._generation.get(item.tp) != gens.get(item.tp):
+                continue
+            record = self._settle((item.tp, item.offset))
+            if record is not None:
+                self.stats.delivered += 1
+                if record.timestamp_ms:
+                    # from the enriched record's produce time to Meta's answer
+                    self.stats.latencies_s.append(now - record.timestamp_ms / 1000)
+        self.sensor.count("events_posted", len(items), pixel=key.pixel_id)
+        log.info("batch delivered", pixel=key.pixel_id, events=len(items),
+                 events_received=ok.events_received, fbtrace_id=ok.fbtrace_id,
+                 offsets=_ranges(items))  # fmt: skip
+
+    def _settle(self, key: tuple[TopicPartition, int]) -> Record | None:
+        """One destination of the event is done; ack the offset when all are (its record)."""
+        entry = self._open.get(key)
+        if entry is None or self._generation.get(key[0]) != entry[1]:
+            return None  # a completion from before a revoke: the new owner settles it
+        entry[2] -= 1
+        if entry[2] > 0:
+            return None
+        del self._open[key]
+        if self._tracker.tracking(key[0]):
+            self._tracker.ack(*key)
+        self._backpressure()
+        record: Record = entry[0]
+        return record
+
+    def _dead(self, key: tuple[TopicPartition, int], failure: _Failure) -> None:
+        entry = self._open.get(key)
+        if entry is None:
+            return
+        record: Record = entry[0]
+        now_ms = int(self.clock() * 1000)
+        letter = dead_letter(
+            stage="deliver", reason=failure.reason, message=failure.message, record=record,
+            now_ms=now_ms, first_failure_ms=entry[3],
+            meta_error=failure.meta_error,
+        )  # fmt: skip
+        # the offset is acked now, but committed only after step 1 of _commit confirms the letter
+        self._producer.produce(
+            self.settings.topics.dlq, record.key, self._codecs.dlq.encode(letter),
+            dead_letter_headers(letter),
+        )  # fmt: skip
+        self.stats.dead_lettered += 1
+        self.sensor.count("dead_lettered", stage="deliver", reason=failure.reason)
+        entry[2] = 1
+        self._settle(key)
+
+    def _backpressure(self) -> None:
+        d = self.settings.deliverer
+        pending = self._tracker.pending_count()
+        if not self._paused and pending >= d.max_pending:
+            self._paused = True
+            tps = set(self._assigned)
+            self._jobs.put((lambda: self._consumer.pause(tps), concurrent.futures.Future()))
+            log.warning("paused: too many pending events", pending=pending)
+        elif self._paused and pending <= d.resume_pending:
+            self._paused = False
+            tps = set(self._assigned)
+            self._jobs.put((lambda: self._consumer.resume(tps), concurrent.futures.Future()))
+            log.info("resumed", pending=pending)
+
+    async def _commit(self) -> None:
+        """The commit protocol.
+
+        1. flush the producer and check that every dead letter reached Kafka
+        2. take each partition's next_offset from the watermark (only contiguous done offsets)
+        3. commit those offsets synchronously; a partition error raises
+        4. record them as committed
+        """
+        await asyncio.to_thread(self._producer.flush)  # 1
+        next_offsets = self._tracker.committable()  # 2
+        if not next_offsets:
+            return
+        try:
+            await self._on_poll_thread(lambda: self._consumer.commit(next_offsets))  # 3
+        except KafkaError as exc:
+            if exc.fatal:
+                raise
+            # a rebalance or a coordinator move: the offsets stay committable for the next tick
+            log.warning("commit failed; will retry", error=str(exc))
+            return
+        live = {tp: off for tp, off in next_offsets.items() if self._tracker.tracking(tp)}
+        self._tracker.mark_committed(live)  # 4
+        self.sensor.count("commits")
+
+
+def _destinations(settings: Settings) -> tuple[str, ...]:
+    d = settings.deliverer
+    if d.destination == "gateway":
+        return ("gateway",) if d.gateway_only else ("graph", "gateway")
+    return ("graph",)
+
+
+def _load_filter(spec: str | None) -> Callable[[dict[str, Any]], bool] | None:
+    """The Gateway filter hook named ``module:function`` in settings."""
+    if spec is None:
+        return None
+    module, _, name = spec.partition(":")
+    try:
+        func = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"CAPI_STREAM_DELIVERER__GATEWAY_FILTER: cannot load {spec}") from exc
+    if not callable(func):
+        raise ConfigError(f"CAPI_STREAM_DELIVERER__GATEWAY_FILTER: {spec} is not callable")
+    return func  # type: ignore[no-any-return]
+
+
+def _meta_fields(error: Any) -> MetaErrorFields:
+    return MetaErrorFields(
+        code=error.code, error_subcode=error.error_subcode, type=error.type,
+        message=error.message, error_user_title=error.error_user_title,
+        error_user_msg=error.error_user_msg, fbtrace_id=error.fbtrace_id,
+    )  # fmt: skip
+
+
+def _ranges(items: tuple[PendingEvent, ...]) -> dict[str, list[int]]:
+    """First and last offset per partition of a batch, for the delivery record."""
+    spans: dict[str, list[int]] = {}
+    for item in items:
+        name = f"{item.tp.topic}[{item.tp.partition}]"
+        span = spans.setdefault(name, [item.offset, item.offset])
+        span[0] = min(span[0], item.offset)
+        span[1] = max(span[1], item.offset)
+    return spans

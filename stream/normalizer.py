@@ -1,0 +1,209 @@
+"""Stage 1: raw events in, enriched events and dead letters out, exactly once.
+
+Each poll batch is one Kafka transaction (exactly_once mode)::
+
+    1. begin the transaction
+    2. for every record: produce its enriched record or its dead letter (never both, never none)
+    3. send the batch's input next_offsets with the group metadata, commit the transaction
+
+A crash anywhere before step 3 completes leaves the transaction open; the next instance with the
+same transactional.id aborts it on start (``init_transactions``), and the group re-reads the
+batch from the last committed offsets. ``read_committed`` readers therefore see exactly one
+output per raw record. In at_least_once mode step 3 becomes "flush, then commit the consumer
+offsets", and a crash between the two repeats that batch.
+
+Rebalances happen only inside ``poll``, i.e. between transactions, so a revoked partition never
+has records in an open transaction: nothing is duplicated or lost across a rebalance.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from stream.config import Settings
+from stream.core.enrich import Enricher
+from stream.core.errors import KafkaError
+from stream.core.normalize import NormalizeOptions
+from stream.core.records import Record, TopicPartition
+from stream.core.sensors import NullSensor, Sensor
+from stream.kafka.consumer import StageConsumer
+from stream.kafka.producer import StageProducer
+from stream.kafka.serde import build_codecs
+from stream.logs import get_logger
+
+log = get_logger("capi_stream.normalizer")
+
+
+def normalize_options(settings: Settings) -> NormalizeOptions:
+    """The pure core's options from the stage's settings."""
+    n = settings.normalizer
+    return NormalizeOptions(
+        default_region=n.default_region,
+        default_pixel_id=n.default_pixel_id,
+        hash_external_id=n.hash_external_id,
+        max_future_skew_s=n.max_future_skew_s,
+        age_safety_margin_s=n.age_safety_margin_s,
+    )
+
+
+@dataclass
+class NormalizerStats:
+    """Totals since start (also reported through the sensor)."""
+
+    consumed: int = 0
+    enriched: int = 0
+    dead_lettered: int = 0
+    transactions: int = 0
+    aborted: int = 0
+
+
+class Normalizer:
+    """The normalize stage's loop; ``run()`` returns after :meth:`stop` (or SIGTERM)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker: int = 0,
+        sensor: Sensor | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.sensor: Sensor = sensor or NullSensor()
+        self.clock = clock
+        self.stats = NormalizerStats()
+        self._stopping = threading.Event()
+        self._exactly_once = settings.normalizer.processing == "exactly_once"
+
+    def stop(self) -> None:
+        """Finish the current batch's transaction, then leave the loop."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the loop cleanly (the open transaction completes or aborts)."""
+
+        def handler(signum: int, _: FrameType | None) -> None:
+            log.info("stopping", signal=signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, *, max_idle_s: float | None = None) -> NormalizerStats:
+        """Consume until stopped (or idle for ``max_idle_s``, for one-off runs and tests)."""
+        s = self.settings
+        codecs = build_codecs(s)
+        enricher = Enricher(codecs.raw, codecs.enriched, codecs.dlq, normalize_options(s))
+        consumer = StageConsumer(s.consumer_config(s.normalizer.group_id))
+        producer = self._producer()
+        consumer.subscribe(
+            [s.topics.raw],
+            on_assign=lambda tps: log.info("assigned", partitions=_names(tps)),
+            on_revoke=lambda tps: log.info("revoked", partitions=_names(tps)),
+        )
+        log.info("started", mode=s.normalizer.processing, topic=s.topics.raw, worker=self.worker)
+        idle_since = self.clock()
+        try:
+            while not self._stopping.is_set():
+                records = consumer.poll(s.normalizer.poll_batch, s.normalizer.poll_timeout_s)
+                if not records:
+                    if max_idle_s is not None and self.clock() - idle_since > max_idle_s:
+                        break
+                    continue
+                idle_since = self.clock()
+                self._process_batch(records, enricher, consumer, producer)
+        finally:
+            log.info("closing", **vars(self.stats))
+            consumer.close()
+            producer.close()
+            codecs.close()
+        return self.stats
+
+    def _producer(self) -> StageProducer:
+        s = self.settings
+        if self._exactly_once:
+            extra: dict[str, str | int | float | bool] = {
+                "transactional.id": f"{s.normalizer.transactional_id}-{self.worker}",
+                "transaction.timeout.ms": 60_000,
+            }
+            config = s.producer_config(**extra)
+            return StageProducer(config, transactional=True)
+        return StageProducer(s.producer_config(), transactional=False)
+
+    def _process_batch(
+        self,
+        records: list[Record],
+        enricher: Enricher,
+        consumer: StageConsumer,
+        producer: StageProducer,
+    ) -> None:
+        topics = self.settings.topics
+        now = self.clock()
+        next_offsets: dict[TopicPartition, int] = {}
+        first_offsets: dict[TopicPartition, int] = {}
+        enriched = dead = 0
+        if self._exactly_once:
+            producer.begin()
+        try:
+            for record in records:
+                out = enricher.process(record, now)
+                topic = topics.enriched if out.destination == "enriched" else topics.dlq
+                producer.produce(topic, out.key, out.value, out.headers)
+                if out.destination == "enriched":
+                    enriched += 1
+                    for warning in out.warnings:
+                        self.sensor.count("normalize_warnings", warning=warning)
+                else:
+                    dead += 1
+                    self.sensor.count("dead_lettered", stage="normalize", reason=out.reason or "")
+                first_offsets.setdefault(record.tp, record.offset)
+                next_offsets[record.tp] = record.offset + 1
+            self._commit(next_offsets, consumer, producer)
+        except KafkaError as exc:
+            if exc.fatal or not (exc.abortable or exc.retriable):
+                raise
+            log.warning("batch aborted; re-reading it", error=str(exc), records=len(records))
+            self._abort(first_offsets, consumer, producer)
+            return
+        self.stats.consumed += len(records)
+        self.stats.enriched += enriched
+        self.stats.dead_lettered += dead
+        self.stats.transactions += 1
+        self.sensor.count("consumed", len(records), stage="normalize")
+        self.sensor.count("enriched", enriched)
+
+    def _commit(
+        self,
+        next_offsets: dict[TopicPartition, int],
+        consumer: StageConsumer,
+        producer: StageProducer,
+    ) -> None:
+        if self._exactly_once:
+            producer.commit(next_offsets, consumer.group_metadata())
+        else:
+            producer.flush()
+            consumer.commit(next_offsets)
+
+    def _abort(
+        self,
+        first_offsets: dict[TopicPartition, int],
+        consumer: StageConsumer,
+        producer: StageProducer,
+    ) -> None:
+        if self._exactly_once:
+            producer.abort()
+        # rewind so the aborted records are processed again, in the next transaction
+        for tp, offset in first_offsets.items():
+            if tp in consumer.assignment:
+                consumer.seek(tp, offset)
+        self.stats.aborted += 1
+
+
+def _names(tps: list[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in tps]

@@ -1,0 +1,79 @@
+"""The HTTP seam: POST a prepared body, return what came back as data, never raise on the network.
+
+The one place that imports httpx. Transport failures (timeouts, refused or reset connections,
+protocol errors) become a short ``transport_error`` string that :mod:`stream.core.graph_response`
+classifies as transient; the request body, which holds the access token, never appears in an
+error or a log line, and URLs never carry the token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """What one POST produced: a status and body, or the kind of transport failure."""
+
+    status: int | None
+    body: bytes | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    transport_error: str | None = None
+    elapsed_s: float = 0.0
+
+
+def graph_url(base: str, version: str, pixel_id: str) -> str:
+    """``{base}/{version}/{pixel_id}/events`` (CAPI.md §1.1)."""
+    return f"{base.rstrip('/')}/{version}/{pixel_id}/events"
+
+
+def gateway_url(base: str, pixel_id: str) -> str:
+    """``{base}/capi/{pixel_id}/events`` (CAPI.md §6.4)."""
+    return f"{base.rstrip('/')}/capi/{pixel_id}/events"
+
+
+def build_client(*, max_connections: int, timeout_s: float, user_agent: str) -> httpx.AsyncClient:
+    """The one pooled keep-alive client of a deliverer process."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+        ),
+        headers={"User-Agent": user_agent},
+    )
+
+
+class HttpSink:
+    """Posts JSON bodies with an injected client (tests and the CLI build the real one)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def post(self, url: str, body: bytes) -> HttpAnswer:
+        """POST ``body`` to ``url``; any transport failure is returned, not raised."""
+        began = time.monotonic()
+        try:
+            resp = await self._client.post(url, content=body, headers=_JSON)
+        except httpx.TimeoutException as exc:
+            return HttpAnswer(None, None, transport_error=f"timeout ({type(exc).__name__})",
+                              elapsed_s=time.monotonic() - began)  # fmt: skip
+        except httpx.TransportError as exc:
+            return HttpAnswer(None, None, transport_error=f"connection ({type(exc).__name__})",
+                              elapsed_s=time.monotonic() - began)  # fmt: skip
+        return HttpAnswer(
+            resp.status_code,
+            resp.content,
+            {k.lower(): v for k, v in resp.headers.items()},
+            elapsed_s=time.monotonic() - began,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,131 @@
+"""Helpers for integration tests: produce raw events, read topics back, run stages as processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from stream.config import Settings
+from stream.core.records import Record
+from stream.kafka.records import to_record
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stage_settings(bootstrap: str, names: Mapping[str, str], **extra: Any) -> Settings:
+    """Settings for one test: its own topics and groups, short timeouts."""
+    return Settings(
+        bootstrap_servers=bootstrap,
+        topics={"raw": names["raw"], "enriched": names["enriched"], "dlq": names["dlq"]},
+        normalizer={
+            "group_id": names["normalizer_group"],
+            "transactional_id": names["normalizer_group"],
+            **extra.pop("normalizer", {}),
+        },
+        deliverer={"group_id": names["deliverer_group"], **extra.pop("deliverer", {})},
+        consumer={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1000},
+        **extra,
+    )
+
+
+def stage_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a stage process the same settings (as CAPI_STREAM_ vars)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPI_STREAM_")}
+    dump = settings.model_dump(mode="json", exclude_defaults=True)
+    for key, value in dump.items():
+        env[f"CAPI_STREAM_{key.upper()}"] = value if isinstance(value, str) else _json(value)
+    return env
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Produce (key, value) pairs idempotently and wait for all of them."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+    )
+    count = 0
+    for key, value in items:
+        producer.produce(topic, key=key, value=value)
+        count += 1
+        if count % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+    return count
+
+
+def read_all(bootstrap: str, topic: str, expected: int | None = None, idle_s: float = 3.0,
+             timeout_s: float = 120.0) -> list[Record]:  # fmt: skip
+    """Every committed record of ``topic`` (read_committed), waiting for ``expected`` of them."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"reader-{time.monotonic_ns()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })  # fmt: skip
+    consumer.subscribe([topic])
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msgs = consumer.consume(500, 0.5)
+            got = [to_record(m) for m in msgs if m.error() is None]
+            records.extend(got)
+            if got:
+                last = time.monotonic()
+            reached = expected is None or len(records) >= expected
+            if reached and time.monotonic() - last > idle_s:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def start_stage(command: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``capi-stream COMMAND`` as its own process with ``settings`` in its environment."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", *command],
+            env=stage_env(settings), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def enriched_value(event_id: str, pixel_id: str, now: float, **raw_overrides: Any) -> bytes:
+    """One enriched record (schemaless Avro) as the normalize stage would write it."""
+    from stream.core.normalize import Normalized, normalize_event
+    from tests.factories import raw_event
+
+    result = normalize_event(
+        raw_event(event_id=event_id, pixel_id=pixel_id, event_time=int(now) - 60, **raw_overrides),
+        now,
+    )
+    assert isinstance(result, Normalized), result
+    return _ENRICHED.encode({
+        "event": result.event, "event_id": result.event_id, "pixel_id": result.pixel_id,
+        "test_event_code": result.test_event_code, "warnings": list(result.warnings),
+        "source": {"topic": "raw", "partition": 0, "offset": 0},
+        "normalized_at": int(now * 1000),
+    })  # fmt: skip
+
+
+def _enriched_codec() -> Any:
+    from stream import schemas
+    from stream.core.codec import AvroCodec
+
+    return AvroCodec(schemas.load("capi_event"))
+
+
+_ENRICHED = _enriched_codec()

@@ -1,0 +1,83 @@
+"""The normalize stage survives kill -9: exactly one output per raw record (read_committed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stream import schemas
+from stream.core.codec import AvroCodec
+from tests.factories import raw_event
+from tests.integration.helpers import produce, read_all, stage_settings, start_stage
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 6000
+
+
+def _names(unique: Callable[[str], str]) -> dict[str, str]:
+    return {
+        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
+        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
+    }  # fmt: skip
+
+
+def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    """Killing the stage with SIGKILL mid-stream, then restarting it, loses and repeats nothing."""
+    names = _names(unique)
+    make_topics(names["raw"], names["enriched"], names["dlq"], partitions=3)
+    settings = stage_settings(
+        kafka_bootstrap, names, normalizer={"poll_batch": 100, "default_pixel_id": "111"}
+    )
+    codec = AvroCodec(schemas.load("conversion_event"))
+    now = int(time.time())
+    # every tenth record is garbage and must end as a dead letter, the rest as enriched events
+    items = [
+        (f"k{i}".encode(), b"\xff\x00garbage" if i % 10 == 0 else codec.encode(
+            raw_event(event_id=f"e{i}", event_time=now - 60, pixel_id=None)))
+        for i in range(EVENTS)
+    ]  # fmt: skip
+    produce(kafka_bootstrap, names["raw"], items)
+
+    log = tmp_path / "normalizer.log"
+    kills = 0
+    for run_seconds in (3.5, 4.0, 4.5, 5.0):
+        proc = start_stage(["normalize"], settings, log)
+        # let it join the group and commit some transactions, then kill it hard mid-stream
+        time.sleep(run_seconds)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            kills += 1
+    final = start_stage(["normalize", "--max-idle", "8"], settings, log)
+    assert final.wait(180) == 0, log.read_text()[-3000:]
+    assert kills >= 3
+
+    enriched = read_all(kafka_bootstrap, names["enriched"])
+    dead = read_all(kafka_bootstrap, names["dlq"])
+    enriched_codec = AvroCodec(schemas.load("capi_event"))
+    dlq_codec = AvroCodec(schemas.load("dead_letter"))
+    sources: Counter[tuple[int, int]] = Counter()
+    for rec in enriched:
+        src = enriched_codec.decode(rec.value or b"")["source"]
+        sources[(src["partition"], src["offset"])] += 1
+    for rec in dead:
+        letter = dlq_codec.decode(rec.value or b"")
+        assert letter["reason"].startswith("decode_")
+        sources[(letter["source"]["partition"], letter["source"]["offset"])] += 1
+
+    assert len(enriched) == EVENTS - EVENTS // 10
+    assert len(dead) == EVENTS // 10
+    assert max(sources.values()) == 1  # no raw record has two outputs
+    assert sum(sources.values()) == EVENTS  # and none has zero
