@@ -68,6 +68,7 @@ class DelivererStats:
     retries: int = 0
     short_receipts: int = 0
     skipped: int = 0
+    max_pending: int = 0
     latencies_s: list[float] = field(default_factory=list)
 
 
@@ -322,6 +323,9 @@ class Deliverer:
                     self.stats.skipped += 1  # the gateway filter kept it from every destination
                     self._settle(key)
         self._dispatch(ready)
+        pending = self._tracker.pending_count()
+        self.stats.max_pending = max(self.stats.max_pending, pending)
+        self.sensor.gauge("pending", pending)
         self._backpressure()
 
     def _pending(self, record: Record, enriched: dict[str, Any], now: float) -> list[Any]:

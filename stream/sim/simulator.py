@@ -15,7 +15,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Final
 
@@ -145,6 +146,10 @@ class Simulator:
 
     def clear_faults(self) -> None:
         self.app.set_faults(FaultConfig())
+
+    def set_tokens(self, tokens: Mapping[str, frozenset[str]]) -> None:
+        """Replace the token table now: revoke a token, or give it back (a fixed setup)."""
+        self.app.config = replace(self.app.config, tokens=dict(tokens))
 
     def reset(self) -> None:
         """Forget every recorded event and count (the fault plan stays)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
+from pydantic import SecretStr
 
 from stream.config import Settings
 from stream.core.records import Record
@@ -38,10 +39,21 @@ def stage_settings(bootstrap: str, names: Mapping[str, str], **extra: Any) -> Se
 def stage_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a stage process the same settings (as CAPI_STREAM_ vars)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPI_STREAM_")}
-    dump = settings.model_dump(mode="json", exclude_defaults=True)
+    dump = _reveal(settings.model_dump(exclude_defaults=True))
     for key, value in dump.items():
         env[f"CAPI_STREAM_{key.upper()}"] = value if isinstance(value, str) else _json(value)
     return env
+
+
+def _reveal(value: Any) -> Any:
+    """The dump with secrets in clear text: the child process must get the real token."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def _json(value: Any) -> str:
