@@ -108,6 +108,19 @@ def _sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from stream.demo import run_demo, summary
+    from stream.logs import configure
+
+    configure("warning", "console")
+    result = run_demo(events=args.events, seed=args.seed)
+    print(summary(result))
+    settled = result.delivered + sum(
+        n for reason, n in result.dead_by_reason.items() if reason == "rejected_by_meta"
+    )
+    return EXIT_OK if settled == result.enriched else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(
@@ -205,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file with the full simulator configuration",
     )
     sim.set_defaults(handler=_sim)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on an embedded broker and the simulator, then summarize",
+    )
+    demo.add_argument("--events", type=int, default=3000, help="how many events to publish")
+    demo.add_argument("--seed", type=int, default=42, help="seed of the sample and the faults")
+    demo.set_defaults(handler=_demo)
 
     for register in _REGISTRARS:
         register(sub)

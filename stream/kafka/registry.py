@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
+with warnings.catch_warnings():
+    # confluent-kafka's registry client imports authlib's httpx integration, which warns
+    # "deprecated" at import time; the warning is about their dependency, not our use
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from stream.core.codec import SchemaNotFoundError
 from stream.core.errors import KafkaError
