@@ -404,7 +404,7 @@ class Deliverer:
                 outcome = await self._post(lane, items)
                 if isinstance(outcome, Accepted):
                     lane.succeeded(me)
-                    self._accepted(key, items, outcome, gens)
+                    self._accepted(key, items, outcome, gens, attempts + 1)
                     return outcome
                 if isinstance(outcome, Invalid):
                     lane.succeeded(me)
@@ -519,6 +519,7 @@ class Deliverer:
         items: tuple[PendingEvent, ...],
         ok: Accepted,
         gens: dict[TopicPartition, int],
+        attempts: int,
     ) -> None:
         if ok.short:
             self.stats.short_receipts += 1
@@ -538,9 +539,18 @@ class Deliverer:
                     # from the enriched record's produce time to Meta's answer
                     self.stats.latencies_s.append(now - record.timestamp_ms / 1000)
         self.sensor.count("events_posted", len(items), pixel=key.pixel_id)
-        log.info("batch delivered", pixel=key.pixel_id, events=len(items),
-                 events_received=ok.events_received, fbtrace_id=ok.fbtrace_id,
-                 offsets=_ranges(items))  # fmt: skip
+        self.sensor.count("events_received", ok.events_received or 0, pixel=key.pixel_id)
+        delivery: dict[str, Any] = {
+            "pixel_id": key.pixel_id, "destination": key.destination,
+            "test_event_code": key.test_event_code, "events_sent": len(items),
+            "events_received": ok.events_received, "fbtrace_id": ok.fbtrace_id,
+            "offsets": _ranges(items), "attempts": attempts, "delivered_at": now,
+        }  # fmt: skip
+        log.info("batch delivered", **delivery)
+        if self.settings.deliverer.ledger:
+            # compacted: one record per batch, keyed by where its events came from
+            ledger_key = f"{key.pixel_id}/{sorted(delivery['offsets'].items())[0]}".encode()
+            self._producer.produce(self.settings.topics.ledger, ledger_key, orjson.dumps(delivery))
 
     def _settle(self, key: tuple[TopicPartition, int]) -> Record | None:
         """One destination of the event is done; ack the offset when all are (its record)."""
