@@ -153,6 +153,8 @@ class Deliverer:
     async def _main(self, max_idle_s: float | None) -> None:
         s = self.settings
         self._loop = asyncio.get_running_loop()
+        # the global limit; each lane also has its own (max_in_flight_per_lane)
+        self._in_flight = asyncio.Semaphore(s.deliverer.max_in_flight)
         self._codecs = build_codecs(s)
         self._consumer = StageConsumer(s.consumer_config(s.deliverer.group_id))
         self._producer = StageProducer(s.producer_config(), transactional=False)
@@ -467,7 +469,7 @@ class Deliverer:
                 app_secret=secret.get_secret_value() if secret and token else None,
                 partner_agent=s.deliverer.partner_agent,
             )  # fmt: skip
-        async with lane.slots:
+        async with lane.slots, self._in_flight:
             answer = await self._sink.post(url, body)
         self.stats.requests += 1
         outcome = classify(

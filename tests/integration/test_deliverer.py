@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as RdTopicPartition
+from pydantic import SecretStr
 
 from stream import schemas
 from stream.core.codec import AvroCodec
@@ -148,3 +149,32 @@ def test_one_poison_event_among_1000_is_isolated_by_bisection(
     assert letter["meta_error"]["code"] == 100
     assert letter["meta_error"]["fbtrace_id"]
     assert _committed(kafka_bootstrap, names["deliverer_group"], single, partitions=1) == 1000
+
+
+def only_purchases(event: dict[str, object]) -> bool:
+    """A Gateway filter hook: only Purchase events go to the Gateway."""
+    return event.get("event_name") == "Purchase"
+
+
+def test_gateway_with_graph_and_a_filter_hook(kafka_bootstrap: str, names: dict[str, str]) -> None:
+    """With gateway_only off, every event goes to Graph; the filter picks what the Gateway gets."""
+    config = SimConfig(tokens={TOKEN: frozenset({"*"})}, gateway_keys={"gw-key": frozenset({"*"})})
+    now = time.time()
+    items = [(f"gw-{i}".encode(), enriched_value(f"gw-{i}", PIXEL, now,
+              event_name="Purchase" if i % 2 else "Lead")) for i in range(200)]  # fmt: skip
+    produce(kafka_bootstrap, names["enriched"], items)
+    with Simulator(config) as graph, Simulator(config) as gateway:
+        settings = _settings(
+            kafka_bootstrap,
+            names,
+            graph,
+            destination="gateway",
+            gateway_url=gateway.url,
+            gateway_only=False,
+            gateway_filter=f"{__name__}:only_purchases",
+        ).model_copy(update={"gateway_access_key": SecretStr("gw-key")})
+        stats = Deliverer(settings).run(max_idle_s=3)
+        assert graph.stats().accepted == 200
+        assert gateway.stats().accepted == 100
+    assert stats.delivered == 200
+    assert _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == 200
