@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stream.core.normalize import NormalizeOptions, Normalized, Rejected, normalize_event
+    from stream.core.normalize import Normalized, NormalizeOptions, Rejected, normalize_event
 
 __all__ = ["NormalizeOptions", "Normalized", "Rejected", "normalize_event"]
 

@@ -232,8 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# each command module adds itself here, keeping this file thin
-_REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+def _operator_tools() -> list[
+    Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+]:
+    from stream import dlq, publish, replay
+
+    return [publish.add_parser, replay.add_parser, dlq.add_parser]
+
+
+# each operator tool adds its own subcommand, keeping this file thin
+_REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
+    _operator_tools()
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

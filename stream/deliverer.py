@@ -79,6 +79,16 @@ class _Failure:
     reason: str
     message: str
     meta_error: MetaErrorFields | None = None
+    pixel_id: str | None = None
+    event_id: str | None = None
+    event_name: str | None = None
+
+    @staticmethod
+    def of(
+        item: PendingEvent, reason: str, message: str, meta: MetaErrorFields | None = None
+    ) -> _Failure:
+        """A failure of the event ``item``, carrying its identity for the dead letter."""
+        return _Failure(reason, message, meta, item.lane.pixel_id, item.event_id, item.event_name)
 
 
 class Deliverer:
@@ -334,17 +344,19 @@ class Deliverer:
         """The events to send for one record (one per destination), or the failure."""
         d = self.settings.deliverer
         event = enriched["event"]
+        ids = (enriched.get("pixel_id"), enriched.get("event_id"), event.get("event_name"))
         code = enriched.get("test_event_code") or d.test_event_code
         if code and d.production:
             why = "test_event_code is set and the deliverer runs in production mode"
-            return [_Failure("test_event_in_production", why)]
+            return [_Failure("test_event_in_production", why, None, *ids)]
         max_age = (
             MAX_AGE_PHYSICAL_STORE_SECONDS if event.get("action_source") == "physical_store"
             else MAX_AGE_SECONDS
         )  # fmt: skip
         expires_at = float(event["event_time"]) + max_age - EXPIRY_MARGIN_S
         if expires_at <= now:
-            return [_Failure("expired", f"event_time is past Meta's {max_age // 86400}-day limit")]
+            why = f"event_time is past Meta's {max_age // 86400}-day limit"
+            return [_Failure("expired", why, None, *ids)]
         wire = to_wire(event)
         event_json = orjson.dumps(wire)
         items: list[Any] = []
@@ -355,7 +367,8 @@ class Deliverer:
             item = PendingEvent(record.tp, record.offset, lane, event_json,
                                 enriched["event_id"], event["event_name"], expires_at)  # fmt: skip
             if not self._batcher.fits(item):
-                return [_Failure("event_too_large", f"{len(event_json)} bytes exceed max_bytes")]
+                why = f"{len(event_json)} bytes exceed max_bytes"
+                return [_Failure("event_too_large", why, None, *ids)]
             items.append(item)
         return items
 
@@ -446,8 +459,8 @@ class Deliverer:
                 continue  # settled already, or revoked since dispatch
             if item.expires_at <= now:
                 entry[3] = first_failure_ms
-                self._dead((item.tp, item.offset), _Failure(
-                    "expired", "event reached Meta's age limit while retrying"))  # fmt: skip
+                self._dead((item.tp, item.offset), _Failure.of(
+                    item, "expired", "event reached Meta's age limit while retrying"))  # fmt: skip
                 continue
             live.append(item)
         return tuple(live)
@@ -504,8 +517,8 @@ class Deliverer:
                 item = dead.item
                 if self._generation.get(item.tp) != gens.get(item.tp):
                     continue
-                self._dead((item.tp, item.offset), _Failure(
-                    "rejected_by_meta", dead.error.message or "invalid parameter",
+                self._dead((item.tp, item.offset), _Failure.of(
+                    item, "rejected_by_meta", dead.error.message or "invalid parameter",
                     _meta_fields(dead.error)))  # fmt: skip
             if step.to_send:
                 await asyncio.gather(*(probe(p) for p in step.to_send))
@@ -577,8 +590,8 @@ class Deliverer:
         now_ms = int(self.clock() * 1000)
         letter = dead_letter(
             stage="deliver", reason=failure.reason, message=failure.message, record=record,
-            now_ms=now_ms, first_failure_ms=entry[3],
-            meta_error=failure.meta_error,
+            now_ms=now_ms, first_failure_ms=entry[3], meta_error=failure.meta_error,
+            pixel_id=failure.pixel_id, event_id=failure.event_id, event_name=failure.event_name,
         )  # fmt: skip
         # the offset is acked now, but committed only after step 1 of _commit confirms the letter
         self._producer.produce(

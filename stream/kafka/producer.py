@@ -101,4 +101,6 @@ class StageProducer:
             raise translate(exc, "aborting a transaction") from exc
 
     def close(self, timeout_s: float = 30.0) -> None:
+        """Deliver what is queued (bounded), then release the client."""
         self._producer.flush(timeout_s)
+        self._producer.close()

@@ -145,7 +145,8 @@ def test_one_poison_event_among_1000_is_isolated_by_bisection(
     assert len(dead) == 1
     letter = AvroCodec(schemas.load("dead_letter")).decode(dead[0].value or b"")
     assert letter["reason"] == "rejected_by_meta"
-    assert letter["event_id"] is None or letter["event_id"] == "p-437"
+    assert letter["event_id"] == "p-437"
+    assert letter["pixel_id"] == PIXEL
     assert letter["meta_error"]["code"] == 100
     assert letter["meta_error"]["fbtrace_id"]
     assert _committed(kafka_bootstrap, names["deliverer_group"], single, partitions=1) == 1000

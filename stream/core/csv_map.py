@@ -1,0 +1,343 @@
+"""Offline-events rows to raw events: one CSV or JSON Lines row in, one ``ConversionEvent`` out.
+
+Pure: no file, clock or environment is read. Callers hand over lines (:func:`read_csv`,
+:func:`read_jsonl`) and rows (:meth:`RowMapper.event`). A row is a sequence of (column, value)
+pairs, so a CSV header may repeat a column, as Meta's offline-events template does for ``email``.
+The mapping, for users (``capi-stream publish --help`` prints it from here):
+
+| column | raw event field | values |
+| --- | --- | --- |
+| `email`, `em` | `user_data.em` | several (1) |
+| `phone`, `ph` | `user_data.ph` | several (1) |
+| `fn`, `ln` | `user_data.fn`, `user_data.ln` | several (1) |
+| `zip`, `zp` | `user_data.zp` | several (1) |
+| `ct`, `st`, `country` | `user_data.ct`, `.st`, `.country` | several (1) |
+| `dob`, `db` | `user_data.db` | several (1); any date order Meta accepts |
+| `gen`, `ge` | `user_data.ge` | several (1) |
+| `extern_id`, `external_id` | `user_data.external_id` | several (1) |
+| `doby`, `dobm`, `dobd`, `fi`, `f5first`, `f5last` | same name in `user_data` | one |
+| `madid`, `client_ip_address`, `client_user_agent`, `fbc`, `fbp`, … (2) | in `user_data` | one |
+| `event_name` | `event_name` | required |
+| `event_time` | `event_time` | required; Unix seconds or ISO 8601 (3) |
+| `event_id`, `action_source`, `pixel_id`, `event_source_url`, … (4) | same name | one |
+| `value`, `currency`, `order_id`, `item_number`, `num_items`, … (5) | `custom_data.*` | one |
+| `content_ids` | `custom_data.content_ids` | several (1) |
+| `contents` | `custom_data.contents` | a JSON array of objects |
+| `custom.NAME` | `custom_data.custom_properties[NAME]` | text (JSON: its type) |
+| `SECTION.FIELD`, e.g. `app_data.extinfo` | that field | its Avro type |
+
+(1) Several values: repeat the column (`email,email`), number it (`email2`, `email_3`), or
+    separate values with `|` in one cell (`a@x.com|b@x.com`); in JSON a list works too.
+(2) Every `user_data` key that is never hashed: also `subscription_id`, `fb_login_id`,
+    `lead_id`, `anon_id`, `page_id`, `page_scoped_user_id`, `ctwa_clid`, `ig_account_id`, `ig_sid`.
+(3) `1767225600`, `2026-01-01T00:00:00Z`, `2026-01-01 01:00+01:00` or `2026-01-01`; a time
+    without an offset is UTC. Milliseconds are left to the normalize stage, which converts
+    them with a warning.
+(4) Every top-level field of the raw schema: also `opt_out`, `referrer_url`, `test_event_code`,
+    `data_processing_options` (several (1)), `data_processing_options_country`, `…_state`,
+    `customer_segmentation`, `messaging_channel`, `advertiser_tracking_enabled`.
+(5) Every field of `custom_data`: also `net_revenue`, `content_name`, `content_category`,
+    `content_type`, `predicted_ltv`, `search_string`, `status`, `delivery_category`.
+
+Values are raw: hashing and normalization are the normalize stage's job. Booleans accept
+`true/false/1/0/yes/no`; numbers accept JSON numbers or decimal text. JSON Lines rows may also
+be in the raw schema's own shape: an object under `user_data`, `custom_data`, `app_data`,
+`original_event_data` or `attribution_data` is read as `SECTION.FIELD` columns, so nested and
+flat keys mix. An unknown column is an error, never silently dropped. Column names are
+case-insensitive; an empty cell (or JSON `null`) is an absent value.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+import orjson
+
+from stream.core.errors import EncodeError
+
+Kind = Literal["string", "strings", "long", "int", "double", "boolean", "data", "property"]
+Pairs = Iterable[tuple[str, Any]]
+
+SEPARATOR: Final = "|"
+SECTIONS: Final = (
+    "user_data",
+    "custom_data",
+    "app_data",
+    "original_event_data",
+    "attribution_data",
+)
+#: Meta's offline-events upload names that differ from the raw schema's.
+ALIASES: Final = MappingProxyType(
+    {
+        "email": "user_data.em",
+        "phone": "user_data.ph",
+        "zip": "user_data.zp",
+        "dob": "user_data.db",
+        "gen": "user_data.ge",
+        "extern_id": "user_data.external_id",
+    }
+)
+_PROPERTY_PREFIX: Final = "custom."
+_PROPERTIES: Final = "custom_data.custom_properties"
+# a bare column is an event field, else a user_data key, else a custom_data field
+_BARE_SECTIONS: Final = ("user_data", "custom_data")
+_NUMBERED: Final = re.compile(r"(.+?)_?\d+")
+_DECIMAL: Final = re.compile(r"[+-]?\d+(\.\d*)?")
+_TRUE: Final = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE: Final = frozenset({"false", "0", "no", "n", "f"})
+_PRIMITIVES: Final[Mapping[str, Kind]] = MappingProxyType(
+    {"string": "string", "long": "long", "int": "int", "double": "double", "float": "double",
+     "boolean": "boolean"}
+)  # fmt: skip
+
+
+def user_help() -> str:
+    """The column table and its notes from this module's docstring, for ``publish --help``."""
+    doc = __doc__ or ""
+    return doc[doc.index("| column") :]
+
+
+class RowError(EncodeError):
+    """Raised when a row cannot become a raw event; names columns and fields, never values."""
+
+    def __init__(self, problem: str, fields: Iterable[str] = ()) -> None:
+        self.fields = tuple(fields)
+        self.problem = problem
+        super().__init__(f"{problem}: {', '.join(self.fields)}" if self.fields else problem)
+
+
+def parse_time(text: str) -> int:
+    """Unix seconds from digits or ISO 8601; no offset means UTC. Raises ValueError.
+
+    ``"1767225600"`` → 1767225600; ``"2026-01-01T00:00:00Z"`` → 1767225600;
+    ``"2026-01-01T01:00:00+01:00"`` → 1767225600.
+    """
+    text = text.strip()
+    if _DECIMAL.fullmatch(text):
+        return int(text.split(".", 1)[0])
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def field_kinds(schema: Mapping[str, Any]) -> dict[str, Kind]:
+    """Every settable field of a record schema by dotted path: ``{"user_data.em": "strings"}``."""
+    kinds: dict[str, Kind] = {}
+
+    def walk(record: Mapping[str, Any], prefix: str) -> None:
+        for field in record["fields"]:
+            kind = field["type"]
+            if isinstance(kind, list):  # a nullable union: the non-null branch decides
+                kind = next(branch for branch in kind if branch != "null")
+            path = prefix + field["name"]
+            if isinstance(kind, Mapping) and kind.get("type") == "record":
+                walk(kind, path + ".")
+            else:
+                kinds[path] = _leaf(kind)
+
+    walk(schema, "")
+    return kinds
+
+
+def _leaf(avro: Any) -> Kind:
+    if isinstance(avro, str):
+        return _PRIMITIVES.get(avro, "data")
+    if avro.get("type") == "array" and avro.get("items") == "string":
+        return "strings"
+    return _PRIMITIVES.get(str(avro.get("type")), "data")
+
+
+class RowMapper:
+    """Maps rows onto one raw schema; build once, call :meth:`event` per row.
+
+    ``default_action_source`` and ``default_pixel_id`` fill rows that lack the column (Meta's
+    offline-events template has no action_source: every row of it is a ``physical_store`` event).
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        *,
+        default_action_source: str | None = None,
+        default_pixel_id: str | None = None,
+    ) -> None:
+        self._kinds = field_kinds(schema)
+        self._defaults = {"action_source": default_action_source, "pixel_id": default_pixel_id}
+        self._resolved: dict[str, tuple[str, Kind] | None] = {}
+
+    def resolve(self, column: str) -> tuple[str, Kind] | None:
+        """The dotted field path and kind a column fills, or None for an unknown column."""
+        try:
+            return self._resolved[column]
+        except KeyError:
+            found = self._resolved[column] = self._lookup(column.strip())
+            return found
+
+    def unknown(self, columns: Iterable[str]) -> list[str]:
+        """The columns of a header that no field takes (sections of raw-shape rows are known)."""
+        return [c for c in columns if c.strip().lower() not in SECTIONS and not self.resolve(c)]
+
+    def _lookup(self, column: str) -> tuple[str, Kind] | None:
+        name = column.lower()
+        if name.startswith(_PROPERTY_PREFIX) and len(name) > len(_PROPERTY_PREFIX):
+            # custom property names keep their case: Meta reports them as sent
+            return f"{_PROPERTIES}.{column[len(_PROPERTY_PREFIX) :]}", "property"
+        path = ALIASES.get(name, name)
+        for candidate in (path, *(f"{section}.{path}" for section in _BARE_SECTIONS)):
+            kind = self._kinds.get(candidate)
+            if kind is not None:
+                return candidate, kind
+        numbered = _NUMBERED.fullmatch(name)
+        if numbered is not None:
+            base = self._lookup(numbered.group(1))
+            if base is not None and base[1] == "strings":
+                return base
+        return None
+
+    def event(self, row: Mapping[str, Any] | Pairs) -> dict[str, Any]:
+        """The raw event of one row; raises :class:`RowError` naming every bad column."""
+        pairs = row.items() if isinstance(row, Mapping) else row
+        event: dict[str, Any] = {}
+        unknown: list[str] = []
+        invalid: list[str] = []
+        for column, value in _flatten(pairs):
+            target = self.resolve(column)
+            if target is None:
+                unknown.append(column)
+                continue
+            path, kind = target
+            try:
+                coerced = _coerce(kind, value, is_time=path.endswith("_time"))
+                if coerced is not None:
+                    _put(event, path, kind, coerced)
+            except (ValueError, TypeError):
+                invalid.append(path)
+        if unknown:
+            raise RowError("unknown columns", unknown)
+        if invalid:
+            raise RowError("invalid values in", dict.fromkeys(invalid))
+        for name, default in self._defaults.items():
+            if default is not None:
+                event.setdefault(name, default)
+        missing = [name for name in ("event_name", "event_time") if name not in event]
+        if missing:
+            raise RowError("missing", missing)
+        event.setdefault("user_data", {})
+        return event
+
+
+def _flatten(pairs: Pairs) -> Iterator[tuple[str, Any]]:
+    for column, value in pairs:
+        if column.strip().lower() not in SECTIONS:
+            yield column, value
+        elif isinstance(value, Mapping):
+            for name, inner in value.items():
+                yield f"{column.strip()}.{name}", inner
+        elif value is not None and value != "":
+            yield column, value  # a section given as a scalar: reported as an unknown column
+
+
+def _coerce(kind: Kind, value: Any, *, is_time: bool) -> Any:
+    """The value as the schema wants it; None when absent. Raises ValueError or TypeError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if kind == "strings":
+        if isinstance(value, list):
+            # a JSON list is kept item for item: some lists are positional (app_data.extinfo)
+            return [_text(item) for item in value] or None
+        if not isinstance(value, str):
+            return [_text(value)]
+        return [item.strip() for item in value.split(SEPARATOR) if item.strip()] or None
+    if kind == "property":
+        # JSON keeps a property's type; CSV cells are text (the map takes both)
+        return value if isinstance(value, bool | int | float) else _text(value)
+    if kind == "string":
+        return _text(value)
+    if kind == "data":
+        return orjson.loads(value) if isinstance(value, str) else value
+    if isinstance(value, bool) and kind != "boolean":
+        raise TypeError("a boolean where a number is expected")
+    if kind == "boolean":
+        return _boolean(value)
+    if kind == "double":
+        return float(value)
+    if isinstance(value, str):
+        return parse_time(value) if is_time else int(value.strip())
+    if isinstance(value, float) and not (is_time or value.is_integer()):
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # ids given as JSON numbers: 100045 is "100045"
+    raise TypeError("not text")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _put(event: dict[str, Any], path: str, kind: Kind, value: Any) -> None:
+    *sections, name = path.split(".", 2) if kind == "property" else path.split(".")
+    target = event
+    for section in sections:
+        target = target.setdefault(section, {})
+    if kind == "strings":
+        target.setdefault(name, []).extend(value)
+    elif name in target:
+        raise ValueError("given twice")
+    else:
+        target[name] = value
+
+
+def read_csv(lines: Iterable[str]) -> tuple[list[str], Iterator[tuple[int, Pairs]]]:
+    """The header and the rows of CSV text, each row with the line number it starts on.
+
+    Blank rows are skipped; cells past the header's width get the column name
+    ``<column N>``, which the mapper reports as unknown.
+    """
+    reader = csv.reader(lines)
+    header = next(reader, None) or []
+
+    def rows() -> Iterator[tuple[int, Pairs]]:
+        start = reader.line_num + 1
+        for cells in reader:
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in cells):
+                continue
+            names = [*header, *(f"<column {i + 1}>" for i in range(len(header), len(cells)))]
+            yield line, list(zip(names, cells, strict=False))
+
+    return header, rows()
+
+
+def read_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, Mapping[str, Any] | RowError]]:
+    """Each non-blank line as a JSON object, or a :class:`RowError` (no content quoted)."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield number, RowError("not valid JSON")
+            continue
+        if isinstance(data, dict):
+            yield number, data
+        else:
+            yield number, RowError("not a JSON object")

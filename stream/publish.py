@@ -1,0 +1,337 @@
+"""``capi-stream publish`` and :class:`Publisher`: raw conversion events onto the raw topic.
+
+Input rows (JSON Lines in the raw schema's shape or flat, or CSV with Meta's offline-events
+columns, mapped as the table below says) become raw Avro events in the configured wire format
+(Schema Registry or schemaless), validated against the schema, and are produced idempotently
+(acks=all). The key is the event id, or with --key FIELD the SHA-256 of a user_data field's
+first value (trimmed, lowercased): a hash, because keys are logged and copied to the enriched
+topic as they are.
+
+A bad row is reported with its line number and the fields at fault, never their values (they
+are customer data), and skipped; the command exits 1 at the end when any row failed.
+
+    with Publisher(settings) as publisher:
+        publisher.publish({"event_name": "Purchase", "event_time": 1767225600,
+                           "email": "a@example.com", "value": 10, "currency": "EUR"})
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+from stream.core.capi import HASHED_KEYS, LEGACY_HASHED_KEYS, PLAIN_KEYS
+from stream.core.errors import ConfigError, EncodeError, KafkaError
+
+if TYPE_CHECKING:
+    from stream.config import Settings
+    from stream.kafka.tracked_producer import TrackedProducer, Undelivered
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+KEY_FIELDS = ("event_id", *HASHED_KEYS, *LEGACY_HASHED_KEYS, *PLAIN_KEYS)
+_SHOWN_LINES = 20
+# the docstring's paragraphs on input and bad rows are the command's description
+_ABOUT = "\n\n".join((__doc__ or "").split("\n\n")[1:3])
+
+
+@dataclass(frozen=True, slots=True)
+class PublishCounts:
+    """What a :class:`Publisher` did: queued, acknowledged, refused as invalid, not delivered."""
+
+    published: int
+    delivered: int
+    invalid: int
+    undelivered: int
+
+
+def key_for(event: Mapping[str, Any], key_field: str) -> bytes | None:
+    """The record key: the event id, or the SHA-256 hex of a user_data field's first value."""
+    if key_field == "event_id":
+        event_id = event.get("event_id")
+        return event_id.encode() if isinstance(event_id, str) and event_id else None
+    value = (event.get("user_data") or {}).get(key_field)
+    first = value[0] if isinstance(value, list) and value else value
+    if not isinstance(first, str) or not first.strip():
+        return None
+    return hashlib.sha256(first.strip().lower().encode()).hexdigest().encode()
+
+
+class Publisher:
+    """Validates events against the raw schema and produces them idempotently.
+
+    ``publish`` takes an event in the raw schema's shape or as flat offline-events columns and
+    raises :class:`EncodeError` (naming fields, never values) when it does not fit. Delivery is
+    asynchronous: ``flush`` waits and returns the records the broker did not take; leaving the
+    ``with`` block flushes and raises :class:`KafkaError` if any event was not delivered.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        key_field: str = "event_id",
+        default_action_source: str | None = None,
+        default_pixel_id: str | None = None,
+        topic: str | None = None,
+    ) -> None:
+        from stream import schemas
+        from stream.core.csv_map import RowMapper
+        from stream.kafka.serde import build_codecs
+
+        if key_field not in KEY_FIELDS:
+            raise ConfigError(f"key field {key_field!r} is not event_id or a user_data key")
+        self.settings = settings
+        self.topic = topic or settings.topics.raw
+        self.key_field = key_field
+        self.mapper = RowMapper(
+            schemas.load("conversion_event"),
+            default_action_source=default_action_source,
+            default_pixel_id=default_pixel_id,
+        )
+        self._codecs = build_codecs(settings)
+        self._producer: TrackedProducer | None = None  # made on first publish: dry runs need none
+        self._published = self._invalid = self._delivered = 0
+        self._undelivered: list[Undelivered] = []
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        failed = self.close()
+        if failed and exc is None:
+            raise KafkaError(f"{len(failed)} events were not delivered: {failed[0].error}")
+
+    def prepare(self, event: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        """The raw record of ``event``, validated; raises :class:`EncodeError`."""
+        try:
+            record = self.mapper.event(event)
+            self._codecs.raw.validate(record)
+        except EncodeError:
+            self._invalid += 1
+            raise
+        return record
+
+    def publish(
+        self,
+        event: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        key: bytes | str | None = None,
+        *,
+        tag: int | None = None,
+    ) -> None:
+        """Validate, encode and queue one event; ``tag`` names it in :meth:`flush`'s answer."""
+        from stream.kafka.tracked_producer import TrackedProducer
+
+        record = self.prepare(event)
+        value = self._codecs.raw.encode(record)
+        if key is None:
+            key = key_for(record, self.key_field)
+        if self._producer is None:
+            self._producer = TrackedProducer(self.settings.producer_config())
+        self._producer.produce(
+            self.topic,
+            key.encode() if isinstance(key, str) else key,
+            value,
+            tag if tag is not None else self._published,
+        )
+        self._published += 1
+
+    def flush(self, timeout_s: float = 60.0) -> list[Undelivered]:
+        """Wait for queued events; those the broker refused since the last flush."""
+        failed = self._producer.flush(timeout_s) if self._producer is not None else []
+        self._undelivered.extend(failed)
+        return failed
+
+    def close(self) -> list[Undelivered]:
+        """Flush and release the registry client; the events that were not delivered."""
+        try:
+            self.flush()
+        finally:
+            self._codecs.close()
+            if self._producer is not None:
+                self._delivered = self._producer.delivered
+                self._producer.close()
+                self._producer = None
+        return list(self._undelivered)
+
+    @property
+    def counts(self) -> PublishCounts:
+        delivered = self._producer.delivered if self._producer is not None else self._delivered
+        return PublishCounts(self._published, delivered, self._invalid, len(self._undelivered))
+
+
+class _Lines:
+    """Decoded lines of a byte stream, counting bytes read (the progress of a file)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for number, raw in enumerate(self._stream, start=1):
+            self.bytes_read += len(raw)
+            try:
+                # utf-8-sig drops the byte-order mark spreadsheet exports start with
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise EncodeError(f"line {number} is not UTF-8 text; reading stopped") from None
+
+
+def _format(args: argparse.Namespace, first: str) -> str:
+    if args.format != "auto":
+        return str(args.format)
+    suffix = Path(args.file).suffix.lower()
+    if suffix in (".csv", ".jsonl", ".ndjson", ".json"):
+        return "csv" if suffix == ".csv" else "jsonl"
+    return "jsonl" if first.lstrip().startswith("{") else "csv"
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``publish`` handler; returns the exit code."""
+    from stream.config import load_settings
+
+    overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
+    settings = load_settings(args.config, **overrides)
+    if args.file == "-":
+        return _publish(args, settings, sys.stdin.buffer, None)
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"capi-stream publish: {path} is not a file", file=sys.stderr)
+        return EXIT_USAGE
+    with path.open("rb") as stream:
+        return _publish(args, settings, stream, path.stat().st_size)
+
+
+def _publish(
+    args: argparse.Namespace, settings: Settings, stream: IO[bytes], size: int | None
+) -> int:
+    from stream.core.csv_map import read_csv, read_jsonl
+    from stream.progress import Progress
+
+    source = _Lines(stream)
+    lines = iter(source)
+    first = next(lines, "")
+    fmt = _format(args, first)
+    default_source = args.action_source or ("physical_store" if fmt == "csv" else None)
+    publisher = Publisher(settings, key_field=args.key, default_action_source=default_source,
+                          default_pixel_id=args.pixel_id, topic=args.topic)  # fmt: skip
+    rows: Iterator[tuple[int, Any]]
+    if fmt == "csv":
+        header, rows = read_csv(chain([first], lines))
+        unknown = publisher.mapper.unknown(header)
+        if unknown:
+            publisher.close()
+            print(f"capi-stream publish: unknown columns {', '.join(unknown)} "
+                  "(see `capi-stream publish --help`)", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+    else:
+        rows = read_jsonl(chain([first], lines))
+    failed: list[int] = []  # line numbers; 0: the input broke off
+    preview: Counter[str] = Counter()
+    count = 0
+    with Progress("publish", size, enabled=not args.no_progress) as progress:
+        try:
+            for count, (line, row) in enumerate(rows, start=1):
+                try:
+                    if isinstance(row, EncodeError):
+                        raise row
+                    if args.dry_run:
+                        preview[_preview(publisher, row, settings)] += 1
+                    else:
+                        publisher.publish(row, tag=line)
+                except EncodeError as exc:
+                    failed.append(line)
+                    progress.echo(f"line {line}: {exc}")
+                progress.update(source.bytes_read, count=count)
+        except EncodeError as exc:  # the input itself broke off
+            failed.append(0)
+            progress.echo(str(exc))
+        for miss in publisher.close():
+            failed.append(miss.tag)
+            progress.echo(f"line {miss.tag}: not delivered: {miss.error}")
+    _summary(args, publisher, count, failed, preview)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _preview(publisher: Publisher, row: Any, settings: Settings) -> str:
+    """What the normalize stage would do with the row now: ``enriched`` or a reason code."""
+    import time
+
+    from stream.core.normalize import Normalized, normalize_event
+    from stream.normalizer import normalize_options
+
+    result = normalize_event(publisher.prepare(row), time.time(), normalize_options(settings))
+    return "enriched" if isinstance(result, Normalized) else result.reason
+
+
+def _summary(
+    args: argparse.Namespace,
+    publisher: Publisher,
+    rows: int,
+    failed: list[int],
+    preview: Counter[str],
+) -> None:
+    lines = sorted(n for n in failed if n)
+    shown = ", ".join(map(str, lines[:_SHOWN_LINES]))
+    more = f" and {len(lines) - _SHOWN_LINES} more" if len(lines) > _SHOWN_LINES else ""
+    where = f" (lines {shown}{more})" if lines else ""
+    if args.dry_run:
+        verdicts = ", ".join(f"{reason} {n}" for reason, n in preview.most_common())
+        print(f"dry run: {preview.total()} of {rows} rows valid, {len(failed)} failed{where}; "
+              f"the normalize stage would now give: {verdicts or 'nothing'}")  # fmt: skip
+        return
+    print(f"published {publisher.counts.delivered} of {rows} rows to {publisher.topic}; "
+          f"{len(failed)} failed{where}")  # fmt: skip
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``capi-stream publish`` (handler: :func:`run`)."""
+    from stream.core import csv_map
+
+    p = sub.add_parser(
+        "publish",
+        help="publish raw events from a JSON Lines or CSV file (or stdin) to the raw topic",
+        description=f"{_ABOUT}\n\n{csv_map.user_help()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE|-", help="input file, or - for standard input")
+    p.add_argument(
+        "--format",
+        choices=("auto", "jsonl", "csv"),
+        default="auto",
+        help="input format (default: by file suffix, else by the first line)",
+    )
+    p.add_argument(
+        "--key",
+        default="event_id",
+        choices=KEY_FIELDS,
+        metavar="FIELD",
+        help="record key: event_id (default) or a user_data key such as em or "
+        "external_id, whose first value is keyed as its SHA-256",
+    )
+    p.add_argument(
+        "--action-source",
+        metavar="SOURCE",
+        help="action_source of rows without one (CSV default: physical_store)",
+    )
+    p.add_argument("--pixel-id", metavar="PIXEL_ID", help="pixel_id of rows without one")
+    p.add_argument("--topic", help="topic to publish to (default: the configured raw topic)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate every row and preview the normalize stage's verdict; publish nothing",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.set_defaults(handler=run)  # fmt: skip

@@ -1,0 +1,305 @@
+"""``capi-stream replay``: run a range of a stage's input topic through the stage again.
+
+Two modes:
+
+* ``oneoff`` (default): read the range with a throwaway reader and copy the selected records back
+  onto the stage's input topic, each with the header ``capi.replay.source=topic[partition]@offset``;
+  the running stage then processes the copies like any record. Filters by pixel; the range can end
+  anywhere; the stage's consumer group is untouched.
+* ``group``: move the stage's consumer group back to the range start, so the stage re-reads
+  everything from there to where it was. The stage must be stopped (no group members).
+
+Both know Meta's limits. An event older than its age limit (7 days, 62 for ``physical_store``,
+less the stage's safety margin) would only be dead-lettered: ``oneoff`` counts and skips it,
+``group`` counts it and starts after those leading the range. A range older than 48 hours gets a
+warning: Meta's dedup window (CAPI.md §7) no longer drops copies of events it already has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from stream.core.capi import DEDUP_WINDOW_SECONDS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from stream.config import Settings
+    from stream.core.codec import AvroCodec
+    from stream.core.records import Record
+    from stream.kafka.facts import EventFacts
+    from stream.kafka.offsets_admin import OffsetsAdmin
+    from stream.kafka.range_copy import Tally
+    from stream.progress import Progress
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+Ranges = dict[int, tuple[int, int]]
+_AGO = re.compile(r"(\d+)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_moment(text: str, now: float) -> int:
+    """Unix milliseconds of ``--from``/``--to``: ISO 8601, Unix seconds, or ``36h`` (ago)."""
+    from stream.core.csv_map import parse_time
+
+    ago = _AGO.fullmatch(text.strip())
+    if ago is not None:
+        return int((now - int(ago.group(1)) * _UNIT_S[ago.group(2)]) * 1000)
+    return parse_time(text) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A stage's input side: the topic replayed, its group, and its age margin."""
+
+    name: str
+    topic: str
+    group_id: str
+    enriched: bool
+    margin_s: float
+    default_pixel: str | None
+
+
+def stage_of(settings: Settings, name: str) -> Stage:
+    """The input side of the ``normalize`` or ``deliver`` stage."""
+    if name == "normalize":
+        n = settings.normalizer
+        margin = n.age_safety_margin_s
+        return Stage(name, settings.topics.raw, n.group_id, False, margin, n.default_pixel_id)
+    from stream.deliverer import EXPIRY_MARGIN_S
+
+    d = settings.deliverer
+    return Stage(name, settings.topics.enriched, d.group_id, True, EXPIRY_MARGIN_S, None)
+
+
+@contextmanager
+def _reading(
+    settings: Settings, stage: Stage, ranges: Ranges, label: str, *, show_progress: bool
+) -> Iterator[tuple[AvroCodec, Progress]]:
+    """The stage input's codec and a progress line over the ranges' records."""
+    from stream.kafka.serde import build_codecs
+    from stream.progress import Progress
+
+    codecs = build_codecs(settings)
+    total = sum(end - start for start, end in ranges.values())
+    try:
+        with Progress(label, total, enabled=show_progress) as progress:
+            yield (codecs.enriched if stage.enriched else codecs.raw), progress
+    finally:
+        codecs.close()
+
+
+def copy_range(
+    settings: Settings, stage: Stage, ranges: Ranges, *,
+    pixel: str | None = None, dry_run: bool = False, show_progress: bool = False, now: float,
+) -> Tally:  # fmt: skip
+    """One-off mode: copy the range's sendable records (of ``pixel``) back onto the topic."""
+    from stream.kafka.facts import event_facts
+    from stream.kafka.range_copy import Tally, copy_ranges
+
+    tally = Tally()
+    with _reading(settings, stage, ranges, "replay", show_progress=show_progress) as (codec, bar):
+
+        def choose(record: Record) -> tuple[str, bool]:
+            bar.advance()
+            facts = event_facts(record.value, codec, enriched=stage.enriched,
+                                default_pixel=stage.default_pixel)  # fmt: skip
+            outcome = _outcome(record, facts, stage, pixel, now)
+            copy = outcome.startswith("copied")
+            if copy and (record.timestamp_ms or 0) < (now - DEDUP_WINDOW_SECONDS) * 1000:
+                tally.old_copies += 1
+            return outcome, copy
+
+        copy_ranges(
+            settings, stage.topic, ranges, stage.topic, choose, tally=tally, dry_run=dry_run
+        )
+    return tally
+
+
+def _outcome(
+    record: Record, facts: EventFacts | None, stage: Stage, pixel: str | None, now: float
+) -> str:
+    if facts is None:
+        # the stage dead-letters it again with its reason; with a pixel filter it cannot match
+        unusable = pixel is not None or record.value is None
+        return "unreadable_skipped" if unusable else "copied_unreadable"
+    if pixel is not None and facts.pixel_id != pixel:
+        return "other_pixel"
+    if facts.expired(now, stage.margin_s):
+        return "expired_skipped"
+    return "copied"
+
+
+def scan_rewind(
+    settings: Settings, stage: Stage, ranges: Ranges, *, show_progress: bool = False, now: float
+) -> tuple[Tally, dict[int, int]]:
+    """Group mode: count a range's expired events, and per partition the offset after those
+    leading the range (rewinding to them would only dead-letter them again)."""
+    from stream.kafka.facts import event_facts
+    from stream.kafka.range_copy import Tally
+    from stream.kafka.range_reader import read_ranges
+
+    tally = Tally()
+    starts = {p: start for p, (start, _) in ranges.items()}
+    leading = set(ranges)
+    with _reading(settings, stage, ranges, "scan", show_progress=show_progress) as (codec, bar):
+        for record in read_ranges(settings, stage.topic, ranges):
+            bar.advance()
+            facts = event_facts(record.value, codec, enriched=stage.enriched)
+            expired = facts is not None and facts.expired(now, stage.margin_s)
+            tally.counts[record.partition, "expired" if expired else "to_reread"] += 1
+            if record.partition in leading and expired:
+                starts[record.partition] = record.offset + 1
+            else:
+                leading.discard(record.partition)
+    return tally, starts
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``capi-stream replay`` (handler: :func:`run`)."""
+    p = sub.add_parser(
+        "replay",
+        help="run a range of the raw or enriched topic through its stage again",
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = p.add_argument
+    add(
+        "--stage",
+        required=True,
+        choices=("normalize", "deliver"),
+        help="normalize replays the raw topic, deliver the enriched topic",
+    )
+    add(
+        "--from",
+        dest="from_",
+        metavar="TIME",
+        help="range start by record timestamp: ISO 8601 (no offset = UTC), Unix seconds, or a "
+        "time ago (90m, 36h, 2d)",
+    )
+    add("--to", metavar="TIME", help="range end, excluded (oneoff mode only)")
+    add("--partition", type=int, metavar="N", help="only this partition")
+    add(
+        "--offsets",
+        metavar="FIRST-LAST",
+        help="with --partition: offsets FIRST to LAST, both included; FIRST- runs to the end",
+    )
+    add("--pixel", metavar="PIXEL_ID", help="only events of this pixel (oneoff mode only)")
+    add(
+        "--mode",
+        choices=("oneoff", "group"),
+        default="oneoff",
+        help="oneoff (default): copy records back onto the input topic for the running stage; "
+        "group: rewind the stopped stage's consumer group to the range start",
+    )
+    add(
+        "--dry-run",
+        action="store_true",
+        help="print per partition what would be copied or moved, and change nothing",
+    )
+    add("--no-progress", action="store_true", help="no progress line on stderr")
+    p.set_defaults(handler=run)  # fmt: skip
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.offsets is None and args.from_ is None:
+        return "give --from (and optionally --to), or --partition with --offsets"
+    if args.offsets is not None and args.partition is None:
+        return "--offsets needs --partition"
+    if args.offsets is not None and (args.from_ is not None or args.to is not None):
+        return "--offsets and --from/--to exclude each other"
+    if args.mode == "group" and (args.to is not None or args.pixel is not None):
+        return "--to and --pixel need --mode oneoff: a rewound group re-reads everything"
+    if args.mode == "group" and args.offsets is not None and not args.offsets.endswith("-"):
+        return "in group mode give only the first offset, as FIRST-"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``replay`` handler; returns the exit code."""
+    from stream.config import load_settings
+    from stream.kafka.offsets_admin import OffsetsAdmin, parse_offsets
+
+    now = time.time()
+    problem = _usage_problem(args)
+    try:
+        offsets = parse_offsets(args.offsets) if args.offsets is not None else None
+        from_ms = parse_moment(args.from_, now) if args.from_ is not None else None
+        to_ms = parse_moment(args.to, now) if args.to is not None else None
+    except ValueError as exc:
+        problem = problem or str(exc)
+    if problem is not None:
+        print(f"capi-stream replay: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
+    settings = load_settings(args.config, **overrides)
+    stage = stage_of(settings, args.stage)
+    admin = OffsetsAdmin(settings)
+    ranges = admin.ranges(
+        stage.topic, partition=args.partition, offsets=offsets, from_ms=from_ms, to_ms=to_ms
+    )
+    if from_ms is not None and from_ms < (now - DEDUP_WINDOW_SECONDS) * 1000:
+        _warn("the range starts more than 48 hours ago: Meta's dedup window no longer drops "
+              "events it already has, so replayed events may be counted twice")  # fmt: skip
+    if args.mode == "group":
+        return _rewind(args, settings, stage, admin, ranges, now=now)
+    tally = copy_range(settings, stage, ranges, pixel=args.pixel, dry_run=args.dry_run,
+                       show_progress=not args.no_progress, now=now)  # fmt: skip
+    for p, (start, end) in sorted(ranges.items()):
+        print(f"{stage.topic}[{p}] offsets {start}..{end - 1}: {tally.of(p)}")
+    print(f"{'would copy' if args.dry_run else 'copied'} "
+          f"{tally.total('copied', 'copied_unreadable')} records onto {stage.topic}; skipped "
+          f"{tally.total('expired_skipped')} past Meta's age limit, "
+          f"{tally.total('other_pixel')} of other pixels, "
+          f"{tally.total('unreadable_skipped')} unreadable")  # fmt: skip
+    if tally.old_copies:
+        _warn(f"{tally.old_copies} copied records were written more than 48 hours ago: "
+              "Meta's dedup window no longer protects against duplicates")  # fmt: skip
+    return EXIT_OK
+
+
+def _rewind(
+    args: argparse.Namespace, settings: Settings, stage: Stage, admin: OffsetsAdmin,
+    ranges: Ranges, *, now: float,
+) -> int:  # fmt: skip
+    group = admin.group(stage.group_id)
+    if group.members:
+        why = (f"consumer group {group.group_id} has {len(group.members)} active members "
+               f"({', '.join(group.members)}); stop the {stage.name} stage before moving its "
+               "offsets, or use --mode oneoff")  # fmt: skip
+        if not args.dry_run:
+            print(f"capi-stream replay: {why}", file=sys.stderr)
+            return EXIT_FAILURE
+        _warn(why)
+    committed = admin.committed(stage.group_id, stage.topic, ranges)
+    # only rewinds: moving a group forward would skip records it has not processed yet
+    rewind = {p: (start, committed[p]) for p, (start, _) in ranges.items()
+              if committed.get(p, -1) > start}  # fmt: skip
+    tally, starts = scan_rewind(settings, stage, rewind, show_progress=not args.no_progress,
+                                now=now)  # fmt: skip
+    for p in sorted(ranges):
+        if p not in rewind:
+            at = committed.get(p, -1)
+            where = f"stays at {at}" if at >= 0 else "has no committed offset and stays so"
+            print(f"{stage.topic}[{p}]: {where} (the range does not start before the group)")
+            continue
+        skipped = starts[p] - rewind[p][0]
+        lead = f"; the first {skipped} expired, skipped" if skipped else ""
+        print(f"{stage.topic}[{p}]: {committed[p]} -> {starts[p]} ({tally.of(p)}{lead})")
+    moves = {p: starts[p] for p in rewind if starts[p] < committed[p]}
+    if not args.dry_run:
+        admin.move_group(stage.group_id, stage.topic, moves)
+    print(f"{'would move' if args.dry_run else 'moved'} group {stage.group_id} on {len(moves)} "
+          f"partitions: {sum(committed[p] - s for p, s in moves.items())} records to re-read, "
+          f"{tally.total('expired')} of the range past Meta's age limit")  # fmt: skip
+    return EXIT_OK
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)

@@ -1,0 +1,176 @@
+"""`capi-stream dlq` against the real broker: summary, show (hashes only) and republish."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stream import cli, dlq, schemas
+from stream.config import Settings
+from stream.core.codec import AvroCodec
+from stream.core.dead_letter import dead_letter, dead_letter_headers
+from stream.core.records import Record
+from stream.kafka.offsets_admin import OffsetsAdmin
+from stream.kafka.range_reader import read_ranges
+from tests.factories import raw_event
+from tests.integration.helpers import enriched_value, stage_env, stage_settings
+
+pytestmark = pytest.mark.integration
+
+EMAIL = "Secret.Person@Example.com"
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
+    """Run `capi-stream ARGV` with ``settings`` as its environment and dlq registered."""
+    for key in [k for k in os.environ if k.startswith("CAPI_STREAM_")]:
+        monkeypatch.delenv(key)
+    for key, value in stage_env(settings).items():
+        if key.startswith("CAPI_STREAM_"):
+            monkeypatch.setenv(key, value)
+    others = [r for r in cli._REGISTRARS if r is not dlq.add_parser]
+    monkeypatch.setattr(cli, "_REGISTRARS", [*others, dlq.add_parser])
+    return cli.main(list(argv))
+
+
+def _records(settings: Settings, topic: str) -> list[Record]:
+    """Every record the topic holds now."""
+    return list(read_ranges(settings, topic, OffsetsAdmin(settings).ranges(topic)))
+
+
+@pytest.fixture
+def settings(
+    kafka_bootstrap: str, unique: Callable[[str], str], make_topics: Callable[..., None]
+) -> Settings:
+    """Settings whose dead-letter topic holds five letters of two stages, as the stages write."""
+    names = {"raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
+             "normalizer_group": unique("norm"), "deliverer_group": unique("deliv")}  # fmt: skip
+    s = stage_settings(kafka_bootstrap, names)
+    make_topics(s.topics.raw, s.topics.enriched, s.topics.dlq, partitions=1)
+    now = time.time()
+    raw = AvroCodec(schemas.load("conversion_event"))
+    user_data = raw_event()["user_data"] | {"em": [EMAIL]}
+    letters: list[tuple[Record, dict[str, Any]]] = []
+
+    def add(stage: Any, reason: str, topic: str, key: bytes, value: bytes, **extra: Any) -> None:
+        record = Record(topic, 0, len(letters), key, value, (("capi.pixel_id", b"P2"),)
+                        if stage == "deliver" else (("trace", b"t-1"),))  # fmt: skip
+        letter = dead_letter(stage=stage, reason=reason, message="m", record=record,
+                             now_ms=int(now * 1000), **extra)  # fmt: skip
+        letters.append((record, letter))
+
+    for i in range(2):
+        event = raw_event(event_id=f"n-{i}", event_time=int(now), user_data=user_data)
+        add("normalize", "purchase_without_currency", s.topics.raw, f"n-{i}".encode(),
+            raw.encode(event), pixel_id="P1", event_id=f"n-{i}")  # fmt: skip
+    add("normalize", "decode_corrupt", s.topics.raw, b"c-1", b"\x00\x01")
+    add("deliver", "invalid_parameter", s.topics.enriched, b"d-1",
+        enriched_value("d-1", "P2", now, user_data=user_data))  # fmt: skip
+    add("deliver", "expired", s.topics.enriched, b"d-2",
+        enriched_value("d-2", "P2", now - 8 * 86_400))  # fmt: skip
+    codec = AvroCodec(schemas.load("dead_letter"))
+    from confluent_kafka import Producer
+
+    producer = Producer(dict(s.producer_config()))
+    for record, letter in letters:
+        producer.produce(s.topics.dlq, key=record.key, value=codec.encode(letter),
+                         headers=dead_letter_headers(letter))  # fmt: skip
+    assert producer.flush(30) == 0
+    return s
+
+
+def test_summary_counts_by_stage_reason_and_pixel(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Counts group by stage, reason and pixel; deliver letters get the pixel of their event."""
+    code = _cli(monkeypatch, settings, "dlq", "summary", "--json", "--no-progress")
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["total"] == 5
+    groups = {(g["stage"], g["reason"], g["pixel_id"]): g["count"] for g in summary["groups"]}
+    assert groups == {
+        ("normalize", "purchase_without_currency", "P1"): 2,
+        ("normalize", "decode_corrupt", "-"): 1,
+        ("deliver", "invalid_parameter", "P2"): 1,
+        ("deliver", "expired", "P2"): 1,
+    }
+
+
+def test_show_prints_hashes_only(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Raw originals show as length and SHA-256; enriched ones show hashed user data only."""
+    code = _cli(monkeypatch, settings, "dlq", "show", "--no-progress")
+    out = capsys.readouterr().out
+    shown = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert len(shown) == 5
+    assert EMAIL.lower() not in out.lower()
+    assert "203.0.113.7" not in out  # client_ip_address: personal data, never hashed
+    by_reason = {s["reason"]: s for s in shown}
+    original = by_reason["purchase_without_currency"]["original_value"]
+    assert set(original) == {"bytes", "sha256"}
+    user_data = by_reason["invalid_parameter"]["original_value"]["event"]["user_data"]
+    assert all(HEX64.fullmatch(v) for v in user_data["em"])
+    assert user_data["client_ip_address"] == "<redacted>"
+    assert by_reason["purchase_without_currency"]["headers"] == {"trace": "<3 bytes>"}
+
+
+def test_show_unsafe_raw_reveals_the_original_event(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--unsafe-show-raw decodes a normalize-stage original, customer data included."""
+    code = _cli(monkeypatch, settings, "dlq", "show", "--reason", "purchase_without_currency",
+                "--limit", "1", "--unsafe-show-raw", "--no-progress")  # fmt: skip
+    [line] = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert json.loads(line)["original_value"]["user_data"]["em"] == [EMAIL]
+
+
+def test_republish_to_raw_keeps_bytes_and_adds_provenance(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chosen normalize-stage letters go back to raw byte for byte, with capi.dlq headers."""
+    code = _cli(monkeypatch, settings, "dlq", "republish", "--to", "raw",
+                "--reason", "purchase_without_currency", "--no-progress")  # fmt: skip
+    assert code == 0
+    assert "republished 2 dead letters" in capsys.readouterr().out
+    letters = {r.key: r for r in _records(settings, settings.topics.dlq)}
+    codec = AvroCodec(schemas.load("dead_letter"))
+    for record in _records(settings, settings.topics.raw):
+        headers = dict(record.headers)
+        dead = letters[record.key]
+        assert record.value == codec.decode(dead.value or b"")["original_value"]
+        assert headers["capi.dlq.reason"] == b"purchase_without_currency"
+        assert headers["capi.dlq.source"] == f"{dead.topic}[0]@{dead.offset}".encode()
+        original = f"{settings.topics.raw}[0]@{int(record.key[2:])}"  # as the fixture numbered
+        assert headers["capi.dlq.original"] == original.encode()
+        assert headers["capi.dlq.attempts"] == b"1"
+        assert headers["trace"] == b"t-1"
+
+
+def test_republish_skips_expired_events(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An enriched event past Meta's age limit is counted and not republished."""
+    code = _cli(monkeypatch, settings, "dlq", "republish", "--to", "enriched", "--reason",
+                "expired", "--reason", "invalid_parameter", "--no-progress")  # fmt: skip
+    assert code == 0
+    assert "republished 1 dead letters" in capsys.readouterr().out
+    [record] = _records(settings, settings.topics.enriched)
+    assert record.key == b"d-1"
+
+
+def test_republish_needs_a_reason(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Republishing every dead letter is refused: --reason chooses what was fixed."""
+    code = _cli(monkeypatch, settings, "dlq", "republish", "--to", "raw", "--dry-run")
+    assert code == 2
+    assert "--reason" in capsys.readouterr().err

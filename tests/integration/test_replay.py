@@ -1,0 +1,204 @@
+"""`capi-stream replay` against the real broker: one-off copies and group rewinds."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer
+
+from stream import cli, replay, schemas
+from stream.config import Settings
+from stream.core.codec import AvroCodec
+from stream.core.records import Record
+from stream.kafka.offsets_admin import OffsetsAdmin
+from stream.kafka.range_copy import SOURCE_HEADER
+from stream.kafka.range_reader import read_ranges
+from tests.factories import raw_event
+from tests.integration.helpers import enriched_value, produce, stage_env, stage_settings
+
+pytestmark = pytest.mark.integration
+
+EIGHT_DAYS_S = 8 * 86_400
+
+
+def _settings(bootstrap: str, unique: Callable[[str], str]) -> Settings:
+    names = {"raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
+             "normalizer_group": unique("norm"), "deliverer_group": unique("deliv")}  # fmt: skip
+    return stage_settings(bootstrap, names)
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
+    """Run `capi-stream ARGV` with ``settings`` as its environment and replay registered."""
+    for key in [k for k in os.environ if k.startswith("CAPI_STREAM_")]:
+        monkeypatch.delenv(key)
+    for key, value in stage_env(settings).items():
+        if key.startswith("CAPI_STREAM_"):
+            monkeypatch.setenv(key, value)
+    others = [r for r in cli._REGISTRARS if r is not replay.add_parser]
+    monkeypatch.setattr(cli, "_REGISTRARS", [*others, replay.add_parser])
+    return cli.main(list(argv))
+
+
+def _records(settings: Settings, topic: str) -> list[Record]:
+    """Every record the topic holds now."""
+    return list(read_ranges(settings, topic, OffsetsAdmin(settings).ranges(topic)))
+
+
+def test_oneoff_copies_sendable_events_of_one_pixel_with_provenance(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Copies of P1's fresh events go back on the topic; expired and P2's are only counted."""
+    settings = _settings(kafka_bootstrap, unique)
+    topic = settings.topics.enriched
+    make_topics(topic, partitions=2)
+    now = time.time()
+    start = int(now) - 2
+    fresh = [(f"p1-{i}".encode(), enriched_value(f"p1-{i}", "P1", now)) for i in range(4)]
+    others = [(f"p2-{i}".encode(), enriched_value(f"p2-{i}", "P2", now)) for i in range(2)]
+    stale = [(f"old-{i}".encode(), enriched_value(f"old-{i}", "P1", now - EIGHT_DAYS_S))
+             for i in range(2)]  # fmt: skip
+    produce(kafka_bootstrap, topic, [*fresh, *others, *stale])
+
+    code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", str(start),
+                "--pixel", "P1", "--no-progress")  # fmt: skip
+    out, err = capsys.readouterr()
+
+    assert code == 0, err
+    assert "copied 4 records" in out
+    assert "skipped 2 past Meta's age limit, 2 of other pixels" in out
+    records = _records(settings, topic)
+    copies = [r for r in records if any(k == SOURCE_HEADER for k, _ in r.headers)]
+    assert len(records) == 12
+    assert sorted((c.key, c.value) for c in copies) == sorted(fresh)
+    for copy in copies:
+        source = dict(copy.headers)[SOURCE_HEADER] or b""
+        assert source.decode().startswith(f"{topic}[")
+        original = next(r for r in records if f"[{r.partition}]@{r.offset}".encode() in source)
+        assert (original.key, original.value) == (copy.key, copy.value)
+
+
+def test_oneoff_dry_run_by_offsets_counts_and_copies_nothing(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--offsets 1-3 --dry-run reports three copies for partition 0 and writes nothing."""
+    settings = _settings(kafka_bootstrap, unique)
+    topic = settings.topics.enriched
+    make_topics(topic, partitions=1)
+    now = time.time()
+    produce(kafka_bootstrap, topic, [(None, enriched_value(f"e-{i}", "P1", now)) for i in range(5)])
+
+    code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--partition", "0",
+                "--offsets", "1-3", "--dry-run", "--no-progress")  # fmt: skip
+    out, _ = capsys.readouterr()
+
+    assert code == 0
+    assert f"{topic}[0] offsets 1..3: 3 copied" in out
+    assert "would copy 3 records" in out
+    assert OffsetsAdmin(settings).bounds(topic, [0]) == {0: (0, 5)}
+
+
+def test_a_range_older_than_48_hours_gets_a_dedup_warning(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--from 3d warns that Meta's 48-hour dedup window no longer protects the copies."""
+    settings = _settings(kafka_bootstrap, unique)
+    make_topics(settings.topics.enriched, partitions=1)
+    code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", "3d",
+                "--dry-run", "--no-progress")  # fmt: skip
+    assert code == 0
+    assert "more than 48 hours ago" in capsys.readouterr().err
+
+
+def _raw_topic_with_group_at_end(settings: Settings, bootstrap: str) -> None:
+    """Raw topic: 2 expired events, then 3 fresh ones; the normalizer group committed at 5."""
+    codec = AvroCodec(schemas.load("conversion_event"))
+    now = int(time.time())
+    events = [raw_event(event_id=f"old-{i}", event_time=now - EIGHT_DAYS_S) for i in range(2)]
+    events += [raw_event(event_id=f"new-{i}", event_time=now) for i in range(3)]
+    produce(bootstrap, settings.topics.raw, [(None, codec.encode(e)) for e in events])
+    OffsetsAdmin(settings).move_group(settings.normalizer.group_id, settings.topics.raw, {0: 5})
+
+
+def test_group_mode_rewinds_to_the_first_sendable_event(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The stopped normalizer's group moves back past the expired events that lead the range."""
+    settings = _settings(kafka_bootstrap, unique)
+    make_topics(settings.topics.raw, partitions=1)
+    _raw_topic_with_group_at_end(settings, kafka_bootstrap)
+
+    code = _cli(monkeypatch, settings, "replay", "--stage", "normalize", "--mode", "group",
+                "--partition", "0", "--offsets", "0-", "--no-progress")  # fmt: skip
+    out, err = capsys.readouterr()
+
+    assert code == 0, err
+    assert f"{settings.topics.raw}[0]: 5 -> 2" in out
+    assert "2 expired" in out
+    admin = OffsetsAdmin(settings)
+    assert admin.committed(settings.normalizer.group_id, settings.topics.raw, [0]) == {0: 2}
+
+
+def test_group_mode_dry_run_moves_nothing(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--dry-run prints the move per partition and leaves the committed offset alone."""
+    settings = _settings(kafka_bootstrap, unique)
+    make_topics(settings.topics.raw, partitions=1)
+    _raw_topic_with_group_at_end(settings, kafka_bootstrap)
+
+    code = _cli(monkeypatch, settings, "replay", "--stage", "normalize", "--mode", "group",
+                "--from", str(int(time.time()) - 60), "--dry-run", "--no-progress")  # fmt: skip
+
+    assert code == 0
+    assert "would move group" in capsys.readouterr().out
+    admin = OffsetsAdmin(settings)
+    assert admin.committed(settings.normalizer.group_id, settings.topics.raw, [0]) == {0: 5}
+
+
+def test_group_mode_refuses_while_the_stage_runs(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With a member in the deliverer group, group mode exits 1 and names the members."""
+    settings = _settings(kafka_bootstrap, unique)
+    topic = settings.topics.enriched
+    make_topics(topic, partitions=1)
+    member = Consumer(dict(settings.consumer_config(settings.deliverer.group_id)))
+    member.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 30
+        while not member.assignment() and time.monotonic() < deadline:
+            member.poll(0.2)
+        assert member.assignment(), "the member never joined"
+        code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--mode", "group",
+                    "--from", "1h", "--no-progress")  # fmt: skip
+    finally:
+        member.close()
+    assert code == 1
+    assert "1 active members" in capsys.readouterr().err
