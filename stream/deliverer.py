@@ -133,6 +133,7 @@ class Deliverer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._last_record_at = clock()
+        self._crash: BaseException | None = None
 
     # -- public surface ----------------------------------------------------------------------
 
@@ -156,7 +157,17 @@ class Deliverer:
     def run(self, *, max_idle_s: float | None = None) -> DelivererStats:
         """Run until stopped, or until idle for ``max_idle_s`` with nothing pending."""
         asyncio.run(self._main(max_idle_s))
+        if self._crash is not None:
+            # committed offsets never pass unsettled events, so stopping here loses nothing
+            raise self._crash
         return self.stats
+
+    def _crashed(self, exc: BaseException) -> None:
+        """A bug or a fatal Kafka error in a task or the poll thread: stop, then re-raise."""
+        if self._crash is None:
+            self._crash = exc
+            log.error("stopping after an error", error=f"{type(exc).__name__}: {exc}")
+        self._stopping.set()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -173,6 +184,7 @@ class Deliverer:
             user_agent="capi-stream",
         ))  # fmt: skip
         poller = threading.Thread(target=self._poll_thread, name="capi-poll", daemon=True)
+        self._poller = poller
         poller.start()
         log.info("started", topic=s.topics.enriched, destinations=self._destinations)
         last_commit = self.clock()
@@ -224,15 +236,20 @@ class Deliverer:
         )
         codec = self._codecs.enriched
         try:
-            while not self._poll_stop.is_set():
-                self._run_jobs()
-                records = consumer.poll(1000, 0.05)
-                if records:
-                    items = [self._prepare(codec, r) for r in records]
-                    self._loop.call_soon_threadsafe(self._ingest, items)
+            self._poll_loop(consumer, codec)
+        except Exception as exc:  # noqa: BLE001 - handed to the loop, which stops and re-raises
+            self._loop.call_soon_threadsafe(self._crashed, exc)
         finally:
             self._run_jobs()
             consumer.close()  # runs the revoke callback: in-flight work settles, offsets commit
+
+    def _poll_loop(self, consumer: StageConsumer, codec: AvroCodec) -> None:
+        while not self._poll_stop.is_set():
+            self._run_jobs()
+            records = consumer.poll(1000, 0.05)
+            if records:
+                items = [self._prepare(codec, r) for r in records]
+                self._loop.call_soon_threadsafe(self._ingest, items)
 
     def _run_jobs(self) -> None:
         while True:
@@ -247,9 +264,14 @@ class Deliverer:
 
     async def _on_poll_thread(self, job: Callable[[], Any]) -> Any:
         """Run a consumer call on the poll thread (between two polls) and await its result."""
+        if not self._poller.is_alive():
+            raise KafkaError("the consumer is closed")
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._jobs.put((job, future))
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=60)
+        except TimeoutError as exc:
+            raise KafkaError("the poll thread did not run a consumer call", retriable=True) from exc
 
     def _call(self, coro: Any) -> Any:
         """Run a coroutine on the loop and block the poll thread until it is done (bounded)."""
@@ -379,7 +401,12 @@ class Deliverer:
             task = asyncio.create_task(self._deliver(batch))
             task.partitions = {item.tp for item in batch.items}  # type: ignore[attr-defined]
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._crashed(task.exception())  # type: ignore[arg-type]
 
     def _lane(self, key: LaneKey) -> Lane:
         lane = self._lanes.get(key)
