@@ -113,7 +113,9 @@ class Normalizer:
             while not self._stopping.is_set():
                 records = consumer.poll(s.normalizer.poll_batch, s.normalizer.poll_timeout_s)
                 if not records:
-                    if max_idle_s is not None and self.clock() - idle_since > max_idle_s:
+                    if not consumer.assignment:
+                        idle_since = self.clock()  # waiting for partitions is not being idle
+                    elif max_idle_s is not None and self.clock() - idle_since > max_idle_s:
                         break
                     continue
                 idle_since = self.clock()

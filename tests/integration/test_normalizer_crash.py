@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import TopicPartition as RdTopicPartition
 
 from stream import schemas
 from stream.core.codec import AvroCodec
@@ -19,6 +21,26 @@ from tests.integration.helpers import produce, read_all, stage_settings, start_s
 pytestmark = pytest.mark.integration
 
 EVENTS = 6000
+
+
+def _committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3) -> int:
+    """The group's committed offsets summed; -1 while the coordinator does not answer."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = consumer.committed([RdTopicPartition(topic, p) for p in range(partitions)], 10)
+        return sum(max(p.offset, 0) for p in parts)
+    except KafkaException:
+        return -1  # a rebalance in progress (a killed member) can time this call out
+    finally:
+        consumer.close()
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
 
 
 def _names(unique: Callable[[str], str]) -> dict[str, str]:
@@ -51,17 +73,24 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
     produce(kafka_bootstrap, names["raw"], items)
 
     log = tmp_path / "normalizer.log"
+    group, raw = names["normalizer_group"], names["raw"]
     kills = 0
-    for run_seconds in (3.5, 4.0, 4.5, 5.0):
+    for _ in range(4):
+        before = max(_committed_total(kafka_bootstrap, group, raw), 0)
         proc = start_stage(["normalize"], settings, log)
-        # let it join the group and commit some transactions, then kill it hard mid-stream
-        time.sleep(run_seconds)
-        if proc.poll() is None:
+        # kill it hard only once it is mid-stream: it has committed at least one more batch
+        _wait(lambda b=before: _committed_total(kafka_bootstrap, group, raw) > b, 90, "progress")
+        if _committed_total(kafka_bootstrap, group, raw) < EVENTS and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
             kills += 1
-    final = start_stage(["normalize", "--max-idle", "8"], settings, log)
-    assert final.wait(180) == 0, log.read_text()[-3000:]
+        proc.wait(10)
+    final = start_stage(["normalize"], settings, log)
+    try:
+        # dead members keep their partitions until their session times out; wait on the outcome
+        _wait(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 180, "the rest")
+    finally:
+        final.send_signal(signal.SIGTERM)
+        assert final.wait(60) == 0, log.read_text()[-3000:]
     assert kills >= 3
 
     enriched = read_all(kafka_bootstrap, names["enriched"])
