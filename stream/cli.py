@@ -50,38 +50,92 @@ def _topics_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _normalize(args: argparse.Namespace) -> int:
-    from stream.logs import configure
-    from stream.normalizer import Normalizer
+def _supervised(args: argparse.Namespace, stage: str) -> int:
+    """``--workers N``: N processes of one stage in one consumer group, restarted on crashes."""
+    from stream.health import worker_port
+    from stream.supervise import cli_argv, run_workers
 
+    settings = _settings(args)  # fail fast (exit 2) before starting any worker
+    base = args.metrics_port
+    if base is None:
+        base = settings.observability.metrics_port
+    head = [*(["--config", str(args.config)] if args.config else []),
+            *(["--bootstrap", args.bootstrap] if args.bootstrap else [])]  # fmt: skip
+
+    def argv_for(i: int) -> list[str]:
+        port = worker_port(base, i)
+        return cli_argv(*head, stage, "--worker", str(i),
+                        *(["--metrics-port", str(port)] if port is not None else []),
+                        *(["--max-idle", str(args.max_idle)] if args.max_idle else []))  # fmt: skip
+
+    return run_workers(args.workers, argv_for)
+
+
+def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
+    from stream.core.sensors import NullSensor, Sensor
+    from stream.health import HealthServer
+    from stream.logs import configure
+    from stream.metrics import PrometheusSensor
+
+    if args.workers > 1:
+        return _supervised(args, stage_name)
     settings = _settings(args)
     configure(settings.observability.log_level, settings.observability.log_format)
-    stage = Normalizer(settings, worker=args.worker)
+    port = args.metrics_port
+    if port is None:
+        port = settings.observability.metrics_port
+    prometheus = PrometheusSensor() if port is not None else None
+    sensor: Sensor = prometheus if prometheus is not None else NullSensor()
+    stage: Any
+    if stage_name == "normalize":
+        from stream.normalizer import Normalizer
+
+        stage = Normalizer(settings, worker=args.worker, sensor=sensor)
+    else:
+        from stream.deliverer import Deliverer
+
+        stage = Deliverer(settings, sensor=sensor)
+    health = None
+    if port is not None:
+        health = HealthServer(port, prometheus, ready=stage.ready).start()
     stage.install_signal_handlers()
-    stats = stage.run(max_idle_s=args.max_idle)
-    print(
-        f"consumed {stats.consumed}, enriched {stats.enriched}, "
-        f"dead-lettered {stats.dead_lettered}, transactions {stats.transactions}",
-        file=sys.stderr,
-    )
+    try:
+        stats = stage.run(max_idle_s=args.max_idle)
+    finally:
+        if health is not None:
+            health.stop()
+    print(f"{stage_name}: {stats}", file=sys.stderr)
     return EXIT_OK
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    return _run_stage(args, "normalize")
 
 
 def _deliver(args: argparse.Namespace) -> int:
-    from stream.deliverer import Deliverer
-    from stream.logs import configure
+    return _run_stage(args, "deliver")
 
-    settings = _settings(args)
-    configure(settings.observability.log_level, settings.observability.log_format)
-    stage = Deliverer(settings)
-    stage.install_signal_handlers()
-    stats = stage.run(max_idle_s=args.max_idle)
-    print(
-        f"consumed {stats.consumed}, delivered {stats.delivered}, "
-        f"dead-lettered {stats.dead_lettered}, requests {stats.requests}",
-        file=sys.stderr,
-    )
-    return EXIT_OK
+
+def _stage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="run N supervised processes of this stage in one consumer group (crashed ones "
+        "are restarted; SIGTERM drains all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--worker", type=int, default=0,
+        help="this process's worker slot: names the normalizer's transactional id, so a "
+        "restarted worker fences its dead predecessor",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve /metrics, /healthz and /readyz on this port (worker i uses PORT+i); "
+        "default: observability.metrics_port, else none",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-idle", type=float, default=None, metavar="SECONDS",
+        help="exit after this long with nothing to do (one-off runs); default: until SIGTERM",
+    )  # fmt: skip
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -152,32 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         "normalize",
         help="run the normalize/hash stage: raw topic to enriched topic and dead letters",
     )
-    normalize.add_argument(
-        "--worker",
-        type=int,
-        default=0,
-        help="worker slot; names the transactional id so a restarted worker fences its old self",
-    )
-    normalize.add_argument(
-        "--max-idle",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="exit after this long without records (one-off runs); default: run until SIGTERM",
-    )
+    _stage_options(normalize)
     normalize.set_defaults(handler=_normalize)
 
     deliver = sub.add_parser(
         "deliver",
         help="run the deliver stage: enriched topic to the Graph API (or a CAPI Gateway)",
     )
-    deliver.add_argument(
-        "--max-idle",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="exit after this long with nothing pending (one-off runs); default: until SIGTERM",
-    )
+    _stage_options(deliver)
     deliver.set_defaults(handler=_deliver)
 
     sim = sub.add_parser(

@@ -129,11 +129,15 @@ class Deliverer:
         # (tp, offset) -> [record, generation, destinations still to settle, first failure ms]
         self._open: dict[tuple[TopicPartition, int], list[Any]] = {}
         self._generation: dict[TopicPartition, int] = {}
+        self._pixels_seen: set[str] = set()
         self._assigned: set[TopicPartition] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._last_record_at = clock()
         self._crash: BaseException | None = None
+        self._ready = False  # set on the loop thread; read by the health server's thread
+        self._last_offset: dict[TopicPartition, int] = {}
+        self._committed_next: dict[TopicPartition, int] = {}
 
     # -- public surface ----------------------------------------------------------------------
 
@@ -151,8 +155,11 @@ class Deliverer:
         return [key for key, lane in self._lanes.items() if lane.halted]
 
     def ready(self) -> bool:
-        """Readiness: partitions assigned and no lane halted by a setup error."""
-        return bool(self._assigned) and not self.halted_lanes
+        """Readiness: partitions assigned and no lane halted by a setup error.
+
+        Computed on the loop's thread (every tick) so other threads never iterate its state.
+        """
+        return self._ready
 
     def run(self, *, max_idle_s: float | None = None) -> DelivererStats:
         """Run until stopped, or until idle for ``max_idle_s`` with nothing pending."""
@@ -192,8 +199,10 @@ class Deliverer:
             while not self._stopping.is_set():
                 await asyncio.sleep(self._sleep_s())
                 self._dispatch(self._batcher.due(self.clock()))
+                self._ready = bool(self._assigned) and not self.halted_lanes
                 if self.clock() - last_commit >= s.deliverer.commit_interval_s:
                     await self._commit()
+                    await self._report()
                     last_commit = self.clock()
                 if max_idle_s is not None and self._idle_for() > max_idle_s:
                     break
@@ -206,6 +215,33 @@ class Deliverer:
             self._producer.close()
             self._codecs.close()
             log.info("stopped", delivered=self.stats.delivered, dead=self.stats.dead_lettered)
+
+    async def _report(self) -> None:
+        """Gauges for /metrics: in flight, pending, halted lanes, lags, oldest pending age."""
+        sensor, now = self.sensor, self.clock()
+        sensor.gauge("in_flight", len(self._tasks))
+        sensor.gauge("pending", self._tracker.pending_count())
+        sensor.gauge("lanes_halted", len(self.halted_lanes))
+        sensor.gauge("assigned_partitions", len(self._assigned), stage="deliver")
+        oldest: dict[str, float] = {}
+        for entry in self._open.values():
+            pixel, event_time = entry[4], entry[5]
+            if pixel is not None and event_time is not None:
+                oldest[pixel] = max(oldest.get(pixel, 0.0), now - event_time)
+        for pixel in self._pixels_seen:
+            sensor.gauge("oldest_pending_age_seconds", oldest.get(pixel, 0.0), pixel=pixel)
+        self._pixels_seen.update(oldest)
+        read = {tp: off + 1 for tp, off in self._last_offset.items() if tp in self._assigned}
+        commit_lag = sum(n - self._committed_next.get(tp, n) for tp, n in read.items())
+        sensor.gauge("commit_lag", max(commit_lag, 0), stage="deliver")
+        try:
+            ends = await self._on_poll_thread(
+                lambda: self._consumer.high_watermarks(set(self._assigned))
+            )
+        except KafkaError:
+            return
+        lag = sum(max(end - read.get(tp, end), 0) for tp, end in ends.items())
+        sensor.gauge("consumer_lag", lag, stage="deliver")
 
     def _sleep_s(self) -> float:
         deadline = self._batcher.next_deadline()
@@ -324,6 +360,9 @@ class Deliverer:
         await asyncio.to_thread(self._producer.flush)  # dead letters first, as in _commit
         next_offsets = {tp: o for tp, o in self._tracker.committable().items() if tp in revoked}
         abandoned = self._tracker.forget(revoked)
+        for tp in revoked:
+            self._last_offset.pop(tp, None)
+            self._committed_next.pop(tp, None)
         for key in [k for k in self._open if k[0] in revoked]:
             del self._open[key]
         log.info("revoked", partitions=len(tps), unsent=len(unsent), abandoned=abandoned)
@@ -341,8 +380,13 @@ class Deliverer:
                 continue  # fetched just before a revoke; the new owner reads it again
             self.stats.consumed += 1
             self._tracker.track(tp, record.offset)
+            self._last_offset[tp] = record.offset
             key = (tp, record.offset)
-            self._open[key] = [record, self._generation.get(tp, 0), 0, None]
+            pixel = event_time = None
+            if isinstance(decoded, dict):
+                pixel, event_time = decoded.get("pixel_id"), decoded["event"].get("event_time")
+            # record, generation, destinations left, first failure ms, pixel, event_time
+            self._open[key] = [record, self._generation.get(tp, 0), 0, None, pixel, event_time]
             if isinstance(decoded, _Failure):
                 self._dead(key, decoded)
                 continue
@@ -357,6 +401,7 @@ class Deliverer:
                     self.stats.skipped += 1  # the gateway filter kept it from every destination
                     self._settle(key)
         self._dispatch(ready)
+        self.sensor.count("consumed", len(items), stage="deliver")
         pending = self._tracker.pending_count()
         self.stats.max_pending = max(self.stats.max_pending, pending)
         self.sensor.gauge("pending", pending)
@@ -419,6 +464,8 @@ class Deliverer:
 
     async def _deliver(self, batch: Batch) -> None:
         self.stats.batches += 1
+        self.sensor.count("batches", pixel=batch.lane.pixel_id)
+        self.sensor.observe("batch_events", len(batch))
         # the assignment generation of each partition at dispatch: a completion that comes back
         # after its partition was revoked (and maybe re-assigned) must not settle the new copy
         gens = {item.tp: self._generation.get(item.tp, 0) for item in batch.items}
@@ -666,6 +713,7 @@ class Deliverer:
             return
         live = {tp: off for tp, off in next_offsets.items() if self._tracker.tracking(tp)}
         self._tracker.mark_committed(live)  # 4
+        self._committed_next.update(live)
         self.sensor.count("commits")
 
 

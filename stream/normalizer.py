@@ -80,6 +80,12 @@ class Normalizer:
         self.stats = NormalizerStats()
         self._stopping = threading.Event()
         self._exactly_once = settings.normalizer.processing == "exactly_once"
+        self._consumer: StageConsumer | None = None
+
+    def ready(self) -> bool:
+        """Readiness: the stage holds partitions of the raw topic."""
+        consumer = self._consumer
+        return consumer is not None and bool(consumer.assignment)
 
     def stop(self) -> None:
         """Finish the current batch's transaction, then leave the loop."""
@@ -101,6 +107,7 @@ class Normalizer:
         codecs = build_codecs(s)
         enricher = Enricher(codecs.raw, codecs.enriched, codecs.dlq, normalize_options(s))
         consumer = StageConsumer(s.consumer_config(s.normalizer.group_id))
+        self._consumer = consumer
         producer = self._producer()
         consumer.subscribe(
             [s.topics.raw],
@@ -172,6 +179,7 @@ class Normalizer:
                 raise
             log.warning("batch aborted; re-reading it", error=str(exc), records=len(records))
             self._abort(first_offsets, consumer, producer)
+            self.sensor.count("transactions", outcome="aborted")
             return
         self.stats.consumed += len(records)
         self.stats.enriched += enriched
@@ -179,6 +187,7 @@ class Normalizer:
         self.stats.transactions += 1
         self.sensor.count("consumed", len(records), stage="normalize")
         self.sensor.count("enriched", enriched)
+        self.sensor.count("transactions", outcome="committed")
 
     def _commit(
         self,

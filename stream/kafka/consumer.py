@@ -104,6 +104,20 @@ class StageConsumer:
     def resume(self, tps: Iterable[TopicPartition]) -> None:
         self._consumer.resume([RdTopicPartition(t.topic, t.partition) for t in tps])
 
+    def high_watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The last known end offset per partition (from fetch responses: no broker call)."""
+        ends = {}
+        for tp in tps:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    RdTopicPartition(tp.topic, tp.partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                ends[tp] = high
+        return ends
+
     def group_metadata(self) -> Any:
         """The opaque group metadata a transactional producer sends with offsets."""
         return self._consumer.consumer_group_metadata()
