@@ -59,8 +59,12 @@ def _rejections(now: int) -> dict[str, dict[str, Any]]:
     }
 
 
+@pytest.mark.parametrize("processing", ["exactly_once", "at_least_once"])
 def test_mixed_input_gives_exact_counts_and_only_hashes(
-    kafka_bootstrap: str, unique: Callable[[str], str], make_topics: Callable[..., None]
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    processing: str,
 ) -> None:
     """Valid, pre-hashed, invalid and corrupt records each end where they belong, once."""
     names = {
@@ -84,7 +88,7 @@ def test_mixed_input_gives_exact_counts_and_only_hashes(
     items += [(b"corrupt-1", b"\x00\x01\x02"), (b"corrupt-2", b"\xff" * 40)]
     produce(kafka_bootstrap, names["raw"], items)
 
-    settings = stage_settings(kafka_bootstrap, names)
+    settings = stage_settings(kafka_bootstrap, names, normalizer={"processing": processing})
     stats = Normalizer(settings).run(max_idle_s=4)
 
     enriched = read_all(kafka_bootstrap, names["enriched"], expected=len(valid))
