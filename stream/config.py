@@ -87,8 +87,8 @@ class Deliverer(_Section):
     request_timeout_s: float = Field(30.0, gt=0)
     retry_base_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
-    max_pending: int = Field(50_000, ge=1000)
-    resume_pending: int = Field(25_000, ge=0)
+    max_pending: int = Field(20_000, ge=1000)
+    resume_pending: int = Field(10_000, ge=0)
     commit_interval_s: float = Field(2.0, gt=0)
     revoke_timeout_s: float = Field(10.0, ge=0)
     ledger: bool = False

@@ -184,7 +184,9 @@ class Deliverer:
         # the global limit; each lane also has its own (max_in_flight_per_lane)
         self._in_flight = asyncio.Semaphore(s.deliverer.max_in_flight)
         self._codecs = build_codecs(s)
-        self._consumer = StageConsumer(s.consumer_config(s.deliverer.group_id))
+        # librdkafka prefetches up to 64 MiB by default; pending events are our memory budget
+        prefetch: dict[str, str | int | float | bool] = {"queued.max.messages.kbytes": 16384}
+        self._consumer = StageConsumer(s.consumer_config(s.deliverer.group_id, **prefetch))
         self._producer = StageProducer(s.producer_config(), transactional=False)
         self._sink = HttpSink(build_client(
             max_connections=s.deliverer.max_in_flight, timeout_s=s.deliverer.request_timeout_s,
