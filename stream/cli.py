@@ -104,7 +104,8 @@ def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
     finally:
         if health is not None:
             health.stop()
-    print(f"{stage_name}: {stats}", file=sys.stderr)
+    counts = {k: v for k, v in vars(stats).items() if isinstance(v, int)}
+    print(f"{stage_name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ protocol (``_commit``) has numbered steps and runs on a timer, on revoke and at 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import importlib
 import queue
@@ -69,7 +70,10 @@ class DelivererStats:
     short_receipts: int = 0
     skipped: int = 0
     max_pending: int = 0
-    latencies_s: list[float] = field(default_factory=list)
+    # a bounded window of recent produce-to-accept latencies (for summaries), not a history
+    latencies_s: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=100_000)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,8 @@ class Deliverer:
         self._destinations = _destinations(settings)
         self._stopping = threading.Event()
         self._poll_stop = threading.Event()
+        # at most two decoded poll batches wait for the loop: backpressure reaches the consumer
+        self._handoff = threading.BoundedSemaphore(2)
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
             queue.SimpleQueue()
         )
@@ -257,10 +263,19 @@ class Deliverer:
         return self.clock() - self._last_record_at
 
     async def _drain(self) -> None:
-        """Shutdown: send every open window, wait (bounded) for the requests, commit."""
+        """Shutdown: send every open window, wait (bounded) for the requests, commit.
+
+        Requests still retrying after the wait are cancelled: their events are not committed,
+        so the next owner of the partitions sends them again.
+        """
         self._dispatch(self._batcher.flush())
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.settings.deliverer.revoke_timeout_s)
+        left = set(self._tasks)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left)
         await self._commit()
 
     # -- the poll thread ---------------------------------------------------------------------
@@ -287,6 +302,10 @@ class Deliverer:
             records = consumer.poll(1000, 0.05)
             if records:
                 items = [self._prepare(codec, r) for r in records]
+                while not self._handoff.acquire(timeout=0.1):
+                    self._run_jobs()  # the loop may be waiting on a consumer call
+                    if self._poll_stop.is_set():
+                        return
                 self._loop.call_soon_threadsafe(self._ingest, items)
 
     def _run_jobs(self) -> None:
@@ -373,6 +392,7 @@ class Deliverer:
     # -- ingest (on the loop) ----------------------------------------------------------------
 
     def _ingest(self, items: list[tuple[Record, Any]]) -> None:
+        self._handoff.release()
         now = self.clock()
         self._last_record_at = now
         ready: list[Batch] = []
@@ -427,7 +447,9 @@ class Deliverer:
             why = f"event_time is past Meta's {max_age // 86400}-day limit"
             return [_Failure("expired", why, None, *ids)]
         wire = to_wire(event)
-        event_json = orjson.dumps(wire)
+        # orjson over-allocates its result (4 KiB for a 1 KiB event); a pending event keeps it
+        # until delivery, so copy it to an exact-size object
+        event_json = bytes(memoryview(orjson.dumps(wire)))
         items: list[Any] = []
         for dest in self._destinations:
             if dest == "gateway" and self._filter is not None and not self._filter(wire):
@@ -452,6 +474,8 @@ class Deliverer:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if task.cancelled():
+            return
         if not task.cancelled() and task.exception() is not None:
             self._crashed(task.exception())  # type: ignore[arg-type]
 

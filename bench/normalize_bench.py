@@ -1,0 +1,364 @@
+"""Normalize stage throughput beside the ``facebook-business`` SDK and the floor, same inputs.
+
+Two measurements on the same seeded events (realistic and distinct, see
+:func:`bench.common.raw_events`):
+
+1. **Core, one process, no Kafka I/O.** Three contenders, run in rotating order for several
+   rounds; the median rate of each counts:
+
+   * ``capi-stream``: :meth:`stream.core.enrich.Enricher.process` on :class:`Record` objects
+     holding schemaless Avro bytes, exactly what the stage calls per record: decode → validate →
+     normalize → SHA-256 → derive event_id → encode the enriched record;
+   * ``sdk``: the SDK's own normalizer on the same events as dicts, no Avro: build
+     ``UserData``/``CustomData``/``AppData``/``Event`` and call ``Event.normalize()``;
+   * ``floor``: fastavro decode of the same bytes, ``hashlib.sha256`` of every customer value
+     lowercased and stripped, fastavro encode of the enriched record; no validation at all.
+
+2. **Stage through a real broker.** ``Normalizer(settings).run()`` over the same events produced
+   to a raw topic (6 partitions) on the benchmark's Kafka, once per processing mode
+   (``exactly_once``, ``at_least_once``), each with a fresh group and fresh output topics. The
+   rate counts from ``run()`` to the commit of the last batch (the idle wait that ends the run
+   is not counted); the steady rate leaves out the first batch (group join, first fetch).
+
+Goals (issue): the core at least 1.5x the SDK's rate and at least 70% of the floor's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastavro
+
+from bench.common import (
+    Timing,
+    create_topics,
+    log,
+    median,
+    pixel_ids,
+    raw_events,
+    sdk_event,
+    self_peak_rss_mb,
+    timed,
+    unique,
+)
+
+SEED = 20_260_101
+SDK_GOAL = 1.5
+FLOOR_GOAL = 0.70
+_LIST_KEYS = ("em", "ph", "fn", "ln", "db", "ge", "ct", "st", "zp", "country", "external_id")
+_SINGLE_KEYS = ("f5first", "f5last", "fi", "dobd", "dobm", "doby")
+
+
+@dataclass
+class Inputs:
+    """The events of one run: as dicts (the SDK's input) and as Records of Avro bytes."""
+
+    now: int
+    events: list[dict[str, Any]]
+    records: list[Any]
+    avro_bytes: int = 0
+    pixels: list[str] = field(default_factory=list)
+
+
+def make_inputs(n: int, seed: int = SEED, pixels: int = 8) -> Inputs:
+    from stream import schemas
+    from stream.core.codec import AvroCodec
+    from stream.core.records import Record
+
+    now = int(time.time())
+    ids = pixel_ids(pixels)
+    events = raw_events(n, seed, now, ids)
+    codec = AvroCodec(schemas.load("conversion_event"))
+    values = [codec.encode(e) for e in events]
+    records = [Record("capi.events.raw", i % 6, i // 6, None, v) for i, v in enumerate(values)]
+    return Inputs(now, events, records, sum(map(len, values)), ids)
+
+
+# -- the three contenders ---------------------------------------------------------------------
+
+
+def capi_stream(inputs: Inputs) -> tuple[Callable[[], int], Callable[[], dict[str, Any]]]:
+    """The stage's per-record step, built as the stage builds it (schemaless codecs)."""
+    from stream import schemas
+    from stream.core.codec import AvroCodec
+    from stream.core.enrich import Enricher
+    from stream.core.normalize import NormalizeOptions
+
+    enricher = Enricher(
+        AvroCodec(schemas.load("conversion_event")),
+        AvroCodec(schemas.load("capi_event")),
+        AvroCodec(schemas.load("dead_letter")),
+        NormalizeOptions(),
+    )
+    outcome: Counter[str] = Counter()
+    out_bytes = [0]
+    records, now = inputs.records, float(inputs.now)
+
+    def run() -> int:
+        outcome.clear()
+        out_bytes[0] = 0
+        process = enricher.process
+        for record in records:
+            out = process(record, now)
+            outcome[out.reason or out.destination] += 1
+            out_bytes[0] += len(out.value)
+        return len(records)
+
+    return run, lambda: {"outcomes": dict(outcome), "output_bytes": out_bytes[0]}
+
+
+def sdk(inputs: Inputs) -> tuple[Callable[[], int], Callable[[], dict[str, Any]]]:
+    """Meta's SDK: its objects from the dict, then ``Event.normalize()``."""
+    errors: Counter[str] = Counter()
+    events = inputs.events
+
+    def run() -> int:
+        errors.clear()
+        for event in events:
+            try:
+                sdk_event(event).normalize()
+            except (TypeError, ValueError) as exc:  # the SDK raises on values it refuses
+                errors[type(exc).__name__] += 1
+        return len(events)
+
+    return run, lambda: {"sdk_errors": dict(errors)}
+
+
+def floor(inputs: Inputs) -> tuple[Callable[[], int], Callable[[], dict[str, Any]]]:
+    """Decode + hash every customer value + encode, with nothing checked."""
+    from stream import schemas
+
+    raw_schema = fastavro.parse_schema(schemas.load("conversion_event"))
+    out_schema = fastavro.parse_schema(schemas.load("capi_event"))
+    reader, writer, sha256 = fastavro.schemaless_reader, fastavro.schemaless_writer, hashlib.sha256
+    records, now_ms = inputs.records, inputs.now * 1000
+
+    def run() -> int:
+        for record in records:
+            event = reader(io.BytesIO(record.value), raw_schema, None)
+            ud = event["user_data"]
+            for key in _LIST_KEYS:
+                values = ud[key]
+                if values:
+                    ud[key] = [sha256(v.strip().lower().encode()).hexdigest() for v in values]
+            for key in _SINGLE_KEYS:
+                value = ud[key]
+                if value:
+                    ud[key] = sha256(value.strip().lower().encode()).hexdigest()
+            pixel_id = event.pop("pixel_id")
+            test_event_code = event.pop("test_event_code")
+            event_id = event["event_id"] = event["event_id"] or ""
+            buf = io.BytesIO()
+            writer(
+                buf,
+                out_schema,
+                {
+                    "event": event,
+                    "event_id": event_id,
+                    "pixel_id": pixel_id or "",
+                    "test_event_code": test_event_code,
+                    "warnings": [],
+                    "source": {
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                    },
+                    "normalized_at": now_ms,
+                },
+            )
+        return len(records)
+
+    return run, dict
+
+
+CONTENDERS: dict[str, Callable[[Inputs], tuple[Callable[[], int], Callable[[], dict[str, Any]]]]]
+CONTENDERS = {"capi-stream": capi_stream, "sdk": sdk, "floor": floor}
+
+
+def run_core(inputs: Inputs, rounds: int) -> dict[str, Any]:
+    """Every contender ``rounds`` times in rotating order; medians, per-round ratios."""
+    built = {name: make(inputs) for name, make in CONTENDERS.items()}
+    small = Inputs(inputs.now, inputs.events[:2000], inputs.records[:2000])
+    for make in CONTENDERS.values():  # imports, regexes and caches warmed on a slice, unmeasured
+        make(small)[0]()
+    timings: dict[str, list[Timing]] = {name: [] for name in built}
+    order = list(built)
+    for round_no in range(rounds):
+        for name in order[round_no % len(order) :] + order[: round_no % len(order)]:
+            t = timed(built[name][0])
+            timings[name].append(t)
+            log(
+                f"normalize core round {round_no + 1}/{rounds}: {name:12s} "
+                f"{t.rate:9,.0f} events/s (cpu {t.cpu_rate:,.0f}/s)"
+            )
+    result: dict[str, Any] = {"events": len(inputs.records), "rounds": rounds, "contenders": {}}
+    for name, ts in timings.items():
+        result["contenders"][name] = {
+            "median_events_per_s": round(median([t.rate for t in ts])),
+            "median_cpu_events_per_s": round(median([t.cpu_rate for t in ts])),
+            "median_us_per_event": round(median([t.wall_s for t in ts]) / t.items * 1e6, 2),
+            "rates": [round(t.rate) for t in ts],
+            **built[name][1](),
+        }
+    c = result["contenders"]
+    rate = {name: c[name]["median_events_per_s"] for name in c}
+    cpu = {name: c[name]["median_cpu_events_per_s"] for name in c}
+    result["ratios"] = {
+        "capi_vs_sdk": round(rate["capi-stream"] / rate["sdk"], 3),
+        "capi_vs_floor": round(rate["capi-stream"] / rate["floor"], 3),
+        "floor_vs_sdk": round(rate["floor"] / rate["sdk"], 3),
+        "capi_vs_sdk_cpu_time": round(cpu["capi-stream"] / cpu["sdk"], 3),
+        "capi_vs_floor_cpu_time": round(cpu["capi-stream"] / cpu["floor"], 3),
+        "capi_vs_sdk_per_round": [
+            round(a.rate / b.rate, 3)
+            for a, b in zip(timings["capi-stream"], timings["sdk"], strict=True)
+        ],
+        "capi_vs_floor_per_round": [
+            round(a.rate / b.rate, 3)
+            for a, b in zip(timings["capi-stream"], timings["floor"], strict=True)
+        ],
+    }
+    return result
+
+
+# -- the stage through Kafka ------------------------------------------------------------------
+
+
+class _BatchClock:
+    """A sensor that notes when each committed batch was counted (the stage calls it after)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, int]] = []
+
+    def count(self, name: str, value: float = 1.0, **labels: str) -> None:  # noqa: ARG002
+        if name == "consumed":
+            self.batches.append((time.perf_counter(), int(value)))
+
+    def gauge(self, name: str, value: float, **labels: str) -> None:
+        """Nothing."""
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        """Nothing."""
+
+
+def run_stage(bootstrap: str, inputs: Inputs, modes: Sequence[str], repeats: int) -> dict[str, Any]:
+    """Produce the events once, then run the stage over them per mode, ``repeats`` times."""
+    from bench.common import produce
+    from stream.normalizer import Normalizer
+    from tests.integration.helpers import stage_settings
+
+    raw_topic = unique("raw")
+    create_topics(bootstrap, [raw_topic], partitions=6)
+    began = time.perf_counter()
+    produced = produce(bootstrap, raw_topic, ((None, r.value) for r in inputs.records))
+    log(f"produced {produced:,} raw events in {time.perf_counter() - began:.1f}s")
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for rep, mode in itertools.product(range(repeats), modes):
+        names = {
+            "raw": raw_topic,
+            "enriched": unique("enriched"),
+            "dlq": unique("dlq"),
+            "normalizer_group": unique(f"norm-{mode}"),
+            "deliverer_group": unique("unused"),
+        }
+        create_topics(bootstrap, [names["enriched"], names["dlq"]], partitions=6)
+        settings = stage_settings(bootstrap, names, normalizer={"processing": mode})
+        clock = _BatchClock()
+        stage = Normalizer(settings, sensor=clock)
+        start = time.perf_counter()
+        stats = stage.run(max_idle_s=3.0)
+        ended = time.perf_counter()
+        if not clock.batches:
+            raise RuntimeError(f"the {mode} stage processed nothing")
+        last = clock.batches[-1][0]
+        first_at, first_n = clock.batches[0]
+        total = sum(n for _, n in clock.batches)
+        run = {
+            "events": stats.consumed,
+            "enriched": stats.enriched,
+            "dead_lettered": stats.dead_lettered,
+            "batches": stats.transactions,
+            "aborted": stats.aborted,
+            "seconds_start_to_last_commit": round(last - start, 3),
+            "events_per_s": round(stats.consumed / (last - start)),
+            "steady_events_per_s": round((total - first_n) / (last - first_at))
+            if last > first_at
+            else None,
+            "first_commit_after_s": round(first_at - start, 3),
+            "seconds_with_idle_exit": round(ended - start, 3),
+        }
+        if (
+            stats.consumed != len(inputs.records)
+            or stats.enriched + stats.dead_lettered != stats.consumed
+        ):
+            run["error"] = "the stage did not account for every raw record once"
+        runs[mode].append(run)
+        log(
+            f"normalize stage {mode} (run {rep + 1}/{repeats}): {run['events_per_s']:,} events/s "
+            f"start to last commit, {run['steady_events_per_s']:,} steady"
+        )
+    result: dict[str, Any] = {
+        "events": len(inputs.records),
+        "raw_topic_partitions": 6,
+        "poll_batch": 500,
+        "modes": {},
+    }
+    for mode, mode_runs in runs.items():
+        result["modes"][mode] = {
+            "median_events_per_s": round(median([r["events_per_s"] for r in mode_runs])),
+            "median_steady_events_per_s": round(
+                median([r["steady_events_per_s"] or 0 for r in mode_runs])
+            ),
+            "runs": mode_runs,
+        }
+    return result
+
+
+def run(bootstrap: str | None, *, events: int, rounds: int, stage_repeats: int) -> dict[str, Any]:
+    """The whole normalize benchmark; ``bootstrap`` None skips the stage through Kafka."""
+    log(f"normalize: generating {events:,} events (seed {SEED})")
+    inputs = make_inputs(events)
+    data: dict[str, Any] = {
+        "seed": SEED,
+        "inputs": {
+            "events": len(inputs.records),
+            "pixels": len(inputs.pixels),
+            "mean_avro_bytes": round(inputs.avro_bytes / len(inputs.records), 1),
+            "action_sources": dict(Counter(e["action_source"] for e in inputs.events)),
+            "event_names": dict(Counter(e["event_name"] for e in inputs.events)),
+        },
+    }
+    data["core"] = run_core(inputs, rounds)
+    if bootstrap is not None:
+        data["stage"] = run_stage(
+            bootstrap, inputs, ("exactly_once", "at_least_once"), stage_repeats
+        )
+        sdk_rate = data["core"]["contenders"]["sdk"]["median_events_per_s"]
+        floor_rate = data["core"]["contenders"]["floor"]["median_events_per_s"]
+        for mode in data["stage"]["modes"].values():
+            mode["vs_sdk_core"] = round(mode["median_events_per_s"] / sdk_rate, 3)
+            mode["vs_floor_core"] = round(mode["median_events_per_s"] / floor_rate, 3)
+    ratios = data["core"]["ratios"]
+    data["goals"] = {
+        "core_vs_sdk": _goal(ratios["capi_vs_sdk"], SDK_GOAL, "x the SDK's rate"),
+        "core_vs_floor": _goal(ratios["capi_vs_floor"], FLOOR_GOAL, "x the floor's rate"),
+    }
+    data["peak_rss_mb_bench_process"] = round(self_peak_rss_mb(), 1)
+    return data
+
+
+def _goal(measured: float, goal: float, unit: str) -> dict[str, Any]:
+    return {
+        "goal": f">= {goal}{unit}",
+        "measured": measured,
+        "met": measured >= goal,
+        "margin": round(measured - goal, 3),
+        "margin_pct_of_goal": round((measured / goal - 1) * 100, 1),
+    }
