@@ -156,6 +156,7 @@ def _classify_error(
         code in SETUP_CODES
         or code in (POLICY_BLOCKED_CODE, MISSING_OBJECT_CODE)
         or (code == INVALID_PARAMETER_CODE and error.error_subcode == MISSING_OBJECT_SUBCODE)
+        or _bad_appsecret_proof(code, error.message)
     ):
         return Setup(code, error.error_subcode, error.message, error.fbtrace_id)
     if error.is_transient or code in TRANSIENT_CODES or (code is not None and code < 0):
@@ -163,6 +164,15 @@ def _classify_error(
     if status >= _HTTP_SERVER and code != INVALID_PARAMETER_CODE:
         return Transient(f"HTTP {status}, graph code {code}: {error.message}", hint, error)
     return Invalid(error, event_index(envelope, sent))
+
+
+def _bad_appsecret_proof(code: int | None, message: str | None) -> bool:
+    """Graph answers a wrong app secret with code 100 ("Invalid appsecret_proof ...").
+
+    That is the whole lane's setup, not any event's content: isolating "bad events" would
+    dead-letter every good one.
+    """
+    return code == INVALID_PARAMETER_CODE and "appsecret_proof" in (message or "").lower()
 
 
 def _classify_success(

@@ -371,3 +371,14 @@ def test_no_answer_makes_classify_raise(
     assert isinstance(outcome, Accepted | Transient | Throttled | Setup | Invalid)
     if isinstance(outcome, Invalid) and outcome.event_index is not None:
         assert 0 <= outcome.event_index < sent
+
+
+def test_wrong_appsecret_proof_is_a_setup_error_not_an_invalid_event() -> None:
+    """Code 100 about appsecret_proof halts the lane instead of dead-lettering its events."""
+    body = (
+        b'{"error":{"message":"Invalid appsecret_proof provided in the API argument",'
+        b'"type":"GraphMethodException","code":100,"fbtrace_id":"AbC"}}'
+    )
+    outcome = classify(400, body, {}, None, 10)
+    assert isinstance(outcome, Setup)
+    assert outcome.code == 100
