@@ -34,7 +34,7 @@ from tests.integration.helpers import enriched_value, produce, read_all, stage_s
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "EAABleakTestToken7f3a9cZZq"
+TOKEN = "fake-leak-test-token-7f3a9cZZq"
 APP_SECRET = "appsecret-leak-test-91be44"
 PIXEL = "4455667788"
 

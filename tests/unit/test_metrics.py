@@ -135,7 +135,7 @@ def test_labels_outside_the_allowed_set_are_never_exported(sensor: PrometheusSen
     ("label", "value"),
     [
         ("reason", "John_Smith@Gmail.com"),
-        ("reason", "EAABwzLixnjYBO7ZCZC4ZAZB"),
+        ("reason", "fake-token-wzLixnjYBO7ZCZC4"),
         ("outcome", "+1 (650) 555-1212"),
         ("stage", "Mary O'Brien"),
         ("pixel", "john@example.com"),
