@@ -194,7 +194,7 @@ def test_revoked_token_halts_its_pixel_only_until_fixed(
     try:
         _wait(lambda: sim.stats(PIXEL_B).accepted == len(b_ids), 60, "pixel B's events")
         _wait(lambda: bool(stage.halted_lanes), 30, "pixel A's lane to halt")
-        assert not stage.ready()
+        _wait(lambda: not stage.ready(), 10, "readiness to turn red")
         assert sim.stats(PIXEL_A).accepted == 0
         # event 0 is pixel A's: nothing may be committed past it while A is halted
         assert _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"], 1)[0] == 0
