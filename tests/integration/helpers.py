@@ -141,3 +141,23 @@ def _enriched_codec() -> Any:
 
 
 _ENRICHED = _enriched_codec()
+
+
+def run_cli(monkeypatch: Any, settings: Settings, *argv: str) -> int:
+    """Run `capi-stream ARGV` in this process with ``settings`` as its only environment."""
+    from stream import cli
+
+    for key in [k for k in os.environ if k.startswith("CAPI_STREAM_")]:
+        monkeypatch.delenv(key)
+    for key, value in stage_env(settings).items():
+        if key.startswith("CAPI_STREAM_"):
+            monkeypatch.setenv(key, value)
+    return cli.main(list(argv))
+
+
+def topic_records(settings: Settings, topic: str) -> list[Record]:
+    """Every record the topic holds now (read by offset range, no consumer group)."""
+    from stream.kafka.offsets_admin import OffsetsAdmin
+    from stream.kafka.range_reader import read_ranges
+
+    return list(read_ranges(settings, topic, OffsetsAdmin(settings).ranges(topic)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -11,37 +10,23 @@ from typing import Any
 
 import pytest
 
-from stream import cli, dlq, schemas
+from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
 from stream.core.dead_letter import dead_letter, dead_letter_headers
 from stream.core.records import Record
-from stream.kafka.offsets_admin import OffsetsAdmin
-from stream.kafka.range_reader import read_ranges
 from tests.factories import raw_event
-from tests.integration.helpers import enriched_value, stage_env, stage_settings
+from tests.integration.helpers import (
+    enriched_value,
+    run_cli,
+    stage_settings,
+    topic_records,
+)
 
 pytestmark = pytest.mark.integration
 
 EMAIL = "Secret.Person@Example.com"
 HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def _cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
-    """Run `capi-stream ARGV` with ``settings`` as its environment and dlq registered."""
-    for key in [k for k in os.environ if k.startswith("CAPI_STREAM_")]:
-        monkeypatch.delenv(key)
-    for key, value in stage_env(settings).items():
-        if key.startswith("CAPI_STREAM_"):
-            monkeypatch.setenv(key, value)
-    others = [r for r in cli._REGISTRARS if r is not dlq.add_parser]
-    monkeypatch.setattr(cli, "_REGISTRARS", [*others, dlq.add_parser])
-    return cli.main(list(argv))
-
-
-def _records(settings: Settings, topic: str) -> list[Record]:
-    """Every record the topic holds now."""
-    return list(read_ranges(settings, topic, OffsetsAdmin(settings).ranges(topic)))
 
 
 @pytest.fixture
@@ -89,7 +74,7 @@ def test_summary_counts_by_stage_reason_and_pixel(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Counts group by stage, reason and pixel; deliver letters get the pixel of their event."""
-    code = _cli(monkeypatch, settings, "dlq", "summary", "--json", "--no-progress")
+    code = run_cli(monkeypatch, settings, "dlq", "summary", "--json", "--no-progress")
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
     assert summary["total"] == 5
@@ -106,7 +91,7 @@ def test_show_prints_hashes_only(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Raw originals show as length and SHA-256; enriched ones show hashed user data only."""
-    code = _cli(monkeypatch, settings, "dlq", "show", "--no-progress")
+    code = run_cli(monkeypatch, settings, "dlq", "show", "--no-progress")
     out = capsys.readouterr().out
     shown = [json.loads(line) for line in out.splitlines()]
     assert code == 0
@@ -126,7 +111,7 @@ def test_show_unsafe_raw_reveals_the_original_event(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--unsafe-show-raw decodes a normalize-stage original, customer data included."""
-    code = _cli(monkeypatch, settings, "dlq", "show", "--reason", "purchase_without_currency",
+    code = run_cli(monkeypatch, settings, "dlq", "show", "--reason", "purchase_without_currency",
                 "--limit", "1", "--unsafe-show-raw", "--no-progress")  # fmt: skip
     [line] = capsys.readouterr().out.splitlines()
     assert code == 0
@@ -137,13 +122,13 @@ def test_republish_to_raw_keeps_bytes_and_adds_provenance(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Chosen normalize-stage letters go back to raw byte for byte, with capi.dlq headers."""
-    code = _cli(monkeypatch, settings, "dlq", "republish", "--to", "raw",
+    code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw",
                 "--reason", "purchase_without_currency", "--no-progress")  # fmt: skip
     assert code == 0
     assert "republished 2 dead letters" in capsys.readouterr().out
-    letters = {r.key: r for r in _records(settings, settings.topics.dlq)}
+    letters = {r.key: r for r in topic_records(settings, settings.topics.dlq)}
     codec = AvroCodec(schemas.load("dead_letter"))
-    for record in _records(settings, settings.topics.raw):
+    for record in topic_records(settings, settings.topics.raw):
         headers = dict(record.headers)
         dead = letters[record.key]
         assert record.value == codec.decode(dead.value or b"")["original_value"]
@@ -159,11 +144,11 @@ def test_republish_skips_expired_events(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An enriched event past Meta's age limit is counted and not republished."""
-    code = _cli(monkeypatch, settings, "dlq", "republish", "--to", "enriched", "--reason",
+    code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "enriched", "--reason",
                 "expired", "--reason", "invalid_parameter", "--no-progress")  # fmt: skip
     assert code == 0
     assert "republished 1 dead letters" in capsys.readouterr().out
-    [record] = _records(settings, settings.topics.enriched)
+    [record] = topic_records(settings, settings.topics.enriched)
     assert record.key == b"d-1"
 
 
@@ -171,6 +156,6 @@ def test_republish_needs_a_reason(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Republishing every dead letter is refused: --reason chooses what was fixed."""
-    code = _cli(monkeypatch, settings, "dlq", "republish", "--to", "raw", "--dry-run")
+    code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw", "--dry-run")
     assert code == 2
     assert "--reason" in capsys.readouterr().err

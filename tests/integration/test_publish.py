@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 import time
@@ -14,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from stream import cli, publish
 from stream.config import Settings
 from stream.core.errors import EncodeError
-from stream.core.records import Record
 from stream.kafka.offsets_admin import OffsetsAdmin
-from stream.kafka.range_reader import read_ranges
 from stream.kafka.serde import build_codecs
 from stream.publish import Publisher
 from tests.factories import raw_event
-from tests.integration.helpers import stage_env, stage_settings
+from tests.integration.helpers import run_cli, stage_settings, topic_records
 
 pytestmark = pytest.mark.integration
 
@@ -32,23 +28,6 @@ def _settings(bootstrap: str, unique: Callable[[str], str], **extra: object) -> 
     names = {"raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
              "normalizer_group": unique("norm"), "deliverer_group": unique("deliv")}  # fmt: skip
     return stage_settings(bootstrap, names, **extra)
-
-
-def _cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
-    """Run `capi-stream ARGV` with ``settings`` as its environment and publish registered."""
-    for key in [k for k in os.environ if k.startswith("CAPI_STREAM_")]:
-        monkeypatch.delenv(key)
-    for key, value in stage_env(settings).items():
-        if key.startswith("CAPI_STREAM_"):
-            monkeypatch.setenv(key, value)
-    others = [r for r in cli._REGISTRARS if r is not publish.add_parser]
-    monkeypatch.setattr(cli, "_REGISTRARS", [*others, publish.add_parser])
-    return cli.main(list(argv))
-
-
-def _records(settings: Settings, topic: str) -> list[Record]:
-    """Every record the topic holds now (the publisher flushed before returning)."""
-    return list(read_ranges(settings, topic, OffsetsAdmin(settings).ranges(topic)))
 
 
 @pytest.fixture
@@ -80,7 +59,7 @@ def test_csv_rows_are_published_and_bad_lines_named(
         f"o-5,e@x.com,,,,,,Lead,{when},,\n",
         encoding="utf-8",
     )
-    code = _cli(monkeypatch, settings, "publish", str(csv), "--no-progress")
+    code = run_cli(monkeypatch, settings, "publish", str(csv), "--no-progress")
     out, err = capsys.readouterr()
 
     assert code == 1
@@ -91,7 +70,9 @@ def test_csv_rows_are_published_and_bad_lines_named(
     assert "published 3 of 5 rows" in out
     assert "(lines 4, 6)" in out
     codec = build_codecs(settings).raw
-    events = {r.key: codec.decode(r.value or b"") for r in _records(settings, settings.topics.raw)}
+    events = {
+        r.key: codec.decode(r.value or b"") for r in topic_records(settings, settings.topics.raw)
+    }
     assert set(events) == {b"o-1", b"o-2", b"o-5"}
     first = events[b"o-1"]
     assert first["user_data"]["em"] == ["a@x.com", "b@x.com"]
@@ -118,7 +99,7 @@ def test_publisher_writes_registry_format_keyed_by_hashed_email(
     assert publisher.counts.delivered == 2
     assert publisher.counts.invalid == 1
 
-    [hashed, explicit] = _records(settings, settings.topics.raw)
+    [hashed, explicit] = topic_records(settings, settings.topics.raw)
     assert hashed.key == hashlib.sha256(b"john_smith@gmail.com").hexdigest().encode()
     assert explicit.key == b"explicit"
     assert (hashed.value or b"")[0] == 0  # the Confluent wire format's magic byte
@@ -142,7 +123,7 @@ def test_dry_run_from_stdin_previews_and_publishes_nothing(
     ]  # fmt: skip
     data = "".join(json.dumps(row) + "\n" for row in rows).encode()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
-    code = _cli(monkeypatch, settings, "publish", "-", "--dry-run")
+    code = run_cli(monkeypatch, settings, "publish", "-", "--dry-run")
     out, err = capsys.readouterr()
 
     assert code == 0
@@ -161,7 +142,7 @@ def test_unknown_csv_columns_stop_before_anything_is_published(
     """A header with a column no field takes is a usage error (exit 2) naming the column."""
     csv = tmp_path / "offline.csv"
     csv.write_text("email,age,event_name,event_time\na@x.com,42,Lead,1767225600\n")
-    code = _cli(monkeypatch, settings, "publish", str(csv), "--no-progress")
+    code = run_cli(monkeypatch, settings, "publish", str(csv), "--no-progress")
     assert code == 2
     assert "unknown columns age" in capsys.readouterr().err
     assert OffsetsAdmin(settings).bounds(settings.topics.raw, [0]) == {0: (0, 0)}

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer
 
-from stream import cli, replay, schemas
+from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
-from stream.core.records import Record
 from stream.kafka.offsets_admin import OffsetsAdmin
 from stream.kafka.range_copy import SOURCE_HEADER
-from stream.kafka.range_reader import read_ranges
 from tests.factories import raw_event
-from tests.integration.helpers import enriched_value, produce, stage_env, stage_settings
+from tests.integration.helpers import (
+    enriched_value,
+    produce,
+    run_cli,
+    stage_settings,
+    topic_records,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,23 +31,6 @@ def _settings(bootstrap: str, unique: Callable[[str], str]) -> Settings:
     names = {"raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
              "normalizer_group": unique("norm"), "deliverer_group": unique("deliv")}  # fmt: skip
     return stage_settings(bootstrap, names)
-
-
-def _cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
-    """Run `capi-stream ARGV` with ``settings`` as its environment and replay registered."""
-    for key in [k for k in os.environ if k.startswith("CAPI_STREAM_")]:
-        monkeypatch.delenv(key)
-    for key, value in stage_env(settings).items():
-        if key.startswith("CAPI_STREAM_"):
-            monkeypatch.setenv(key, value)
-    others = [r for r in cli._REGISTRARS if r is not replay.add_parser]
-    monkeypatch.setattr(cli, "_REGISTRARS", [*others, replay.add_parser])
-    return cli.main(list(argv))
-
-
-def _records(settings: Settings, topic: str) -> list[Record]:
-    """Every record the topic holds now."""
-    return list(read_ranges(settings, topic, OffsetsAdmin(settings).ranges(topic)))
 
 
 def test_oneoff_copies_sendable_events_of_one_pixel_with_provenance(
@@ -66,14 +52,14 @@ def test_oneoff_copies_sendable_events_of_one_pixel_with_provenance(
              for i in range(2)]  # fmt: skip
     produce(kafka_bootstrap, topic, [*fresh, *others, *stale])
 
-    code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", str(start),
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", str(start),
                 "--pixel", "P1", "--no-progress")  # fmt: skip
     out, err = capsys.readouterr()
 
     assert code == 0, err
     assert "copied 4 records" in out
     assert "skipped 2 past Meta's age limit, 2 of other pixels" in out
-    records = _records(settings, topic)
+    records = topic_records(settings, topic)
     copies = [r for r in records if any(k == SOURCE_HEADER for k, _ in r.headers)]
     assert len(records) == 12
     assert sorted((c.key, c.value) for c in copies) == sorted(fresh)
@@ -98,7 +84,7 @@ def test_oneoff_dry_run_by_offsets_counts_and_copies_nothing(
     now = time.time()
     produce(kafka_bootstrap, topic, [(None, enriched_value(f"e-{i}", "P1", now)) for i in range(5)])
 
-    code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--partition", "0",
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--partition", "0",
                 "--offsets", "1-3", "--dry-run", "--no-progress")  # fmt: skip
     out, _ = capsys.readouterr()
 
@@ -118,7 +104,7 @@ def test_a_range_older_than_48_hours_gets_a_dedup_warning(
     """--from 3d warns that Meta's 48-hour dedup window no longer protects the copies."""
     settings = _settings(kafka_bootstrap, unique)
     make_topics(settings.topics.enriched, partitions=1)
-    code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", "3d",
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", "3d",
                 "--dry-run", "--no-progress")  # fmt: skip
     assert code == 0
     assert "more than 48 hours ago" in capsys.readouterr().err
@@ -146,7 +132,7 @@ def test_group_mode_rewinds_to_the_first_sendable_event(
     make_topics(settings.topics.raw, partitions=1)
     _raw_topic_with_group_at_end(settings, kafka_bootstrap)
 
-    code = _cli(monkeypatch, settings, "replay", "--stage", "normalize", "--mode", "group",
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "normalize", "--mode", "group",
                 "--partition", "0", "--offsets", "0-", "--no-progress")  # fmt: skip
     out, err = capsys.readouterr()
 
@@ -169,7 +155,7 @@ def test_group_mode_dry_run_moves_nothing(
     make_topics(settings.topics.raw, partitions=1)
     _raw_topic_with_group_at_end(settings, kafka_bootstrap)
 
-    code = _cli(monkeypatch, settings, "replay", "--stage", "normalize", "--mode", "group",
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "normalize", "--mode", "group",
                 "--from", str(int(time.time()) - 60), "--dry-run", "--no-progress")  # fmt: skip
 
     assert code == 0
@@ -196,7 +182,7 @@ def test_group_mode_refuses_while_the_stage_runs(
         while not member.assignment() and time.monotonic() < deadline:
             member.poll(0.2)
         assert member.assignment(), "the member never joined"
-        code = _cli(monkeypatch, settings, "replay", "--stage", "deliver", "--mode", "group",
+        code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--mode", "group",
                     "--from", "1h", "--no-progress")  # fmt: skip
     finally:
         member.close()
