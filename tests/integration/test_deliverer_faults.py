@@ -140,7 +140,7 @@ def test_a_30_second_outage_loses_nothing_and_keeps_memory_bounded(
 ) -> None:
     """Through 30 s of 503s nothing is committed or lost, and pending events stay bounded."""
     make_topics(names["enriched"], names["dlq"], partitions=3)
-    ids = [f"out-{i}" for i in range(4000)]
+    ids = [f"out-{i}" for i in range(8000)]
     _publish(kafka_bootstrap, names["enriched"], ids, lambda i: PIXEL_A if i % 3 else PIXEL_B)
     sim.set_faults(FaultConfig(outage_seconds=30))
     began = time.monotonic()
@@ -156,8 +156,9 @@ def test_a_30_second_outage_loses_nothing_and_keeps_memory_bounded(
         stage.stop()
         thread.join(60)
     assert sim.stats().missing(("Purchase", e) for e in ids) == set()
-    # paused at 1,000 pending; one poll batch (≤1,000 records) may land before the pause
-    assert stage.stats.max_pending <= 2000
+    # paused at 1,000 pending; up to three poll batches (≤1,000 records each: two waiting in
+    # the hand-off, one being decoded) may still land before the pause takes effect
+    assert stage.stats.max_pending <= 4000
     assert stage.stats.dead_lettered == 0
 
 

@@ -20,7 +20,7 @@ from tests.integration.helpers import produce, read_all, stage_settings, start_s
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 6000
+EVENTS = 12000
 
 
 def _committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3) -> int:
@@ -83,7 +83,9 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
         if _committed_total(kafka_bootstrap, group, raw) < EVENTS and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
-        proc.wait(10)
+        elif proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # it finished everything before the kill
+        proc.wait(60)
     final = start_stage(["normalize"], settings, log)
     try:
         # dead members keep their partitions until their session times out; wait on the outcome
