@@ -63,6 +63,11 @@ class Normalizer(_Section):
     age_safety_margin_s: int = Field(3600, ge=0)
     poll_batch: int = Field(500, ge=1, le=100_000)
     poll_timeout_s: float = Field(0.5, gt=0)
+    # a blocking librdkafka call (init/begin/send offsets/commit/abort, flush) that has not
+    # returned after this long ends the process non-zero: its supervisor restarts it
+    call_timeout_s: float = Field(60.0, gt=0)
+    # /healthz turns red when the loop has not ticked for this long
+    stall_timeout_s: float = Field(120.0, gt=0)
 
 
 class Deliverer(_Section):
@@ -90,6 +95,17 @@ class Deliverer(_Section):
     max_pending: int = Field(20_000, ge=1000)
     resume_pending: int = Field(10_000, ge=0)
     commit_interval_s: float = Field(2.0, gt=0)
+    # a partition whose watermark advanced is committed at most this often (coalesced)
+    commit_min_interval_s: float = Field(0.25, ge=0)
+    # re-sends of a batch Meta answered with events_received below the number sent, before the
+    # unconfirmed events are dead-lettered as short_receipt
+    short_receipt_retries: int = Field(3, ge=0)
+    # static group membership: group.instance.id = "<group_id>-<worker>" unless set here
+    # (a prefix; the worker index is appended); null with static_membership=false turns it off
+    static_membership: bool = True
+    group_instance_id: str | None = None
+    # /healthz turns red when the loop has not ticked for this long
+    stall_timeout_s: float = Field(120.0, gt=0)
     revoke_timeout_s: float = Field(10.0, ge=0)
     ledger: bool = False
 
