@@ -168,6 +168,7 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> KafkaBroker:
+        """Format a new data directory and start the broker on it."""
         lib = fetch_kafka()
         began = time.monotonic()
         data = self.workdir / "data"
@@ -180,33 +181,50 @@ class KafkaBroker:
         )
         conf = self.workdir / "server.properties"
         conf.write_text(props)
-        jvm = [*JVM_FLAGS, f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
-        classpath = f"{lib}/*"
-        cluster_id = _cluster_id()
         fmt_log = self.workdir / "format.log"
         with fmt_log.open("wb") as out:
             subprocess.run(
-                ["java", *jvm, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(conf)],
+                ["java", *self._jvm(), "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
+                 "-t", _cluster_id(), "-c", str(conf)],
                 stdout=out, stderr=subprocess.STDOUT, check=True,
             )  # fmt: skip
-        log = self.workdir / "broker.log"
-        with log.open("wb") as out:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                ["java", *jvm, "-cp", classpath, "kafka.Kafka", str(conf)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        # the 4.x broker opens its client port only once it is unfenced and serving metadata
-        _wait(lambda: _port_open(self.port), self.proc, log, timeout, "kafka broker")
+        self._launch(timeout)
         self.startup_seconds = time.monotonic() - began
         return self
 
+    def restart(self, timeout: float = 90.0) -> KafkaBroker:
+        """Start again on the same data directory and ports (after :meth:`kill` or :meth:`stop`)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the broker is still running")
+        self._launch(timeout)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crashed machine would leave it: no clean shutdown."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
     def stop(self) -> None:
+        """A graceful shutdown (SIGTERM, then SIGKILL after 30 s)."""
         if self.proc is not None:
             _stop(self.proc)
             self.proc = None
+
+    def _jvm(self) -> list[str]:
+        return [*JVM_FLAGS, f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
+
+    def _launch(self, timeout: float) -> None:
+        log = self.workdir / "broker.log"
+        with log.open("ab") as out:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                ["java", *self._jvm(), "-cp", f"{fetch_kafka()}/*", "kafka.Kafka",
+                 str(self.workdir / "server.properties")],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        # the 4.x broker opens its client port only once it is unfenced and serving metadata
+        _wait(lambda: _port_open(self.port), self.proc, log, timeout, "kafka broker")
 
 
 @dataclass
