@@ -9,7 +9,8 @@
   topic (normalize-stage letters) or the enriched topic (deliver-stage letters), key and value
   byte for byte, with the original headers and ``capi.dlq.reason``, ``capi.dlq.source`` (the
   dead letter, ``topic[partition]@offset``), ``capi.dlq.original`` (where the record was first
-  read) and ``capi.dlq.attempts``. Events past Meta's age limit are counted and skipped.
+  read) and ``capi.dlq.attempts``. Events past Meta's age limit are counted and skipped, and so
+  are letters whose original was cut to a prefix to fit the broker (``original_truncated``).
   Running it twice publishes twice; the event ids let Meta drop repeats within 48 hours.
 
 Each reads the whole dead-letter topic as it is when the command starts.
@@ -242,6 +243,9 @@ def _republish(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> 
         outcome = (
             "of_the_other_stage" if letter["stage"] != stage
             else "without_original_value" if letter["original_value"] is None
+            # a letter shrunk to fit the broker holds only a prefix: republishing it would
+            # put a corrupt record on the topic (get the original from its producer instead)
+            else "truncated" if letter.get("original_truncated")
             else "past_meta_age_limit" if facts is not None and facts.expired(now, margin)
             else "republished"
         )  # fmt: skip

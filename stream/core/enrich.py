@@ -3,6 +3,12 @@
 The stage loop only moves bytes between Kafka and this function, so every decision about a record
 (decode, validate, normalize, hash, encode, or dead-letter with a reason) is testable without a
 broker. It never raises on data: whatever the bytes, the answer is an :class:`Output`.
+
+Nor does it answer with an output the broker would refuse: with ``max_record_bytes`` set (from
+:func:`stream.kafka.limits.max_record_bytes`), an enriched record whose key + value + headers
+exceed it becomes a dead letter ``record_too_large``, and any dead letter over it keeps only
+bounded prefixes (:func:`stream.core.dead_letter.encode_within`). One oversized record used to
+fail the produce, crash the stage and stall its partition at every restart.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stream.core.codec import AvroCodec
-from stream.core.dead_letter import dead_letter, dead_letter_headers
+from stream.core.dead_letter import RECORD_TOO_LARGE, dead_letter, letter_record, record_size
 from stream.core.errors import DecodeError, EncodeError
 from stream.core.normalize import Normalized, NormalizeOptions, normalize_event
 from stream.core.records import Record
@@ -41,11 +47,14 @@ class Enricher:
         enriched: AvroCodec,
         dlq: AvroCodec,
         options: NormalizeOptions,
+        *,
+        max_record_bytes: int | None = None,
     ) -> None:
         self._raw = raw
         self._enriched = enriched
         self._dlq = dlq
         self._options = options
+        self._limit = max_record_bytes
 
     def process(self, record: Record, now: float) -> Output:
         """The output for ``record`` at time ``now`` (Unix seconds)."""
@@ -81,6 +90,17 @@ class Enricher:
         # keyed like the raw record so per-key order survives; else by event id for even spread
         key = record.key if record.key is not None else result.event_id.encode()
         headers = (("capi.pixel_id", str(result.pixel_id).encode()),)
+        size = record_size(key, value, headers)
+        if self._limit is not None and size > self._limit:
+            why = (
+                f"the enriched record is {size} bytes (key, value and headers), over the "
+                f"{self._limit} bytes the broker accepts; the raw value is "
+                f"{len(record.value)} bytes"
+            )
+            return self._dead(
+                record, now, RECORD_TOO_LARGE, why, pixel_id=result.pixel_id,
+                event_id=result.event_id, event_name=result.event.get("event_name"),
+            )  # fmt: skip
         return Output(
             "enriched", key, value, headers, warnings=result.warnings, pixel_id=result.pixel_id
         )
@@ -100,11 +120,5 @@ class Enricher:
             stage="normalize", reason=reason, message=message, record=record,
             now_ms=int(now * 1000), pixel_id=pixel_id, event_id=event_id, event_name=event_name,
         )  # fmt: skip
-        return Output(
-            "dlq",
-            record.key,
-            self._dlq.encode(letter),
-            tuple(dead_letter_headers(letter)),
-            reason=reason,
-            pixel_id=pixel_id,
-        )
+        out = letter_record(letter, self._dlq.encode, self._limit)
+        return Output("dlq", out.key, out.value, out.headers, reason=reason, pixel_id=pixel_id)

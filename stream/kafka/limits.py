@@ -1,0 +1,107 @@
+"""The largest record a stage may produce: what the broker and our own producer will accept.
+
+A record that is too large is refused twice over: librdkafka fails ``produce()`` with
+``MSG_SIZE_TOO_LARGE`` when key + value + headers exceed the producer's ``message.max.bytes``,
+and the broker refuses a record batch larger than the topic's ``max.message.bytes``. Either way
+the stage used to exit and re-read the same record forever (issue 10, part 2). The stages read
+the limit once at start with :func:`max_record_bytes` and turn any output over it into a dead
+letter (``record_too_large``) before producing.
+
+The limit compares against key + value + header keys and values, as
+:func:`stream.core.dead_letter.record_size` counts them. What that sum leaves out is the framing
+around the bytes, so :data:`SAFETY_MARGIN` is taken off:
+
+* the record batch header: 61 bytes (magic v2), one batch per record at worst;
+* the record's own framing: length, attributes, timestamp and offset deltas, key and value
+  lengths, header count, all varints: at most 36 bytes (librdkafka's
+  ``RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD``);
+* each header's two length varints: at most 10 bytes a header.
+
+That is ~200 bytes for our few headers; 8 KiB leaves room for a deliver-stage dead letter that
+copies up to a few hundred original headers, at less than 1 % of the 1,000,000 byte default.
+Compression only makes the batch smaller, so the uncompressed count is the safe side.
+
+    >>> max_record_bytes(admin_config, producer_config, ["capi.events.enriched", "capi.events.dlq"])
+    991808   # min(1,048,588 broker default, 1,000,000 producer default) - 8,192
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
+
+from stream.core.errors import KafkaError
+from stream.kafka.errors import translate
+
+#: librdkafka's default ``message.max.bytes`` (the producer's own cap on one record).
+PRODUCER_DEFAULT_MAX_BYTES: Final = 1_000_000
+#: Bytes kept free for the record batch and record framing (see the module docstring).
+SAFETY_MARGIN: Final = 8 * 1024
+#: Below this a limit leaves no room for a bounded dead letter: a configuration mistake.
+MIN_RECORD_BYTES: Final = 64 * 1024
+
+
+def max_record_bytes(
+    admin_config: Mapping[str, Any],
+    producer_config: Mapping[str, Any],
+    topics: Sequence[str],
+    timeout_s: float = 30.0,
+) -> int:
+    """Bytes of key + value + headers a record for any of ``topics`` may have, margin taken off.
+
+    The smallest of each topic's ``max.message.bytes`` (asked of the broker once) and the
+    producer's ``message.max.bytes`` (librdkafka's default when unset), less
+    :data:`SAFETY_MARGIN`. Raises :class:`KafkaError` when the broker cannot say, and when the
+    result is below :data:`MIN_RECORD_BYTES`.
+    """
+    limits = {"producer message.max.bytes": _producer_limit(producer_config)}
+    limits.update(_topic_limits(admin_config, topics, timeout_s))
+    where, smallest = min(limits.items(), key=lambda item: item[1])
+    limit = smallest - SAFETY_MARGIN
+    if limit < MIN_RECORD_BYTES:
+        raise KafkaError(
+            f"{where} is {smallest} bytes: too small to produce records and bounded dead letters "
+            f"(at least {MIN_RECORD_BYTES + SAFETY_MARGIN} needed)",
+            fatal=True,
+        )
+    return limit
+
+
+def _producer_limit(producer_config: Mapping[str, Any]) -> int:
+    value = producer_config.get("message.max.bytes")
+    if value is None:
+        return PRODUCER_DEFAULT_MAX_BYTES
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise KafkaError(f"message.max.bytes is not a number of bytes: {value!r}") from exc
+
+
+def _topic_limits(
+    admin_config: Mapping[str, Any], topics: Sequence[str], timeout_s: float
+) -> dict[str, int]:
+    if not topics:
+        return {}
+    admin = AdminClient(dict(admin_config))
+    resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in dict.fromkeys(topics)]
+    limits: dict[str, int] = {}
+    try:
+        futures = admin.describe_configs(resources, request_timeout=timeout_s)
+        for resource, future in futures.items():
+            entries = future.result(timeout=timeout_s)
+            entry = entries.get("max.message.bytes")
+            if entry is None or entry.value is None:
+                raise KafkaError(f"topic {resource.name} has no max.message.bytes")
+            limits[f"topic {resource.name} max.message.bytes"] = int(entry.value)
+    except KafkaException as exc:
+        raise translate(exc, "reading the topics' max.message.bytes") from exc
+    except TimeoutError as exc:
+        raise KafkaError(
+            f"reading the topics' max.message.bytes: no answer in {timeout_s} s", retriable=True
+        ) from exc
+    return limits
