@@ -41,10 +41,18 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(args.config, **overrides)
 
 
+def _progress(line: str) -> None:
+    print(f"capi-stream: {line}", file=sys.stderr, flush=True)
+
+
 def _topics_create(args: argparse.Namespace) -> int:
     from stream.kafka.admin import create_topics
+    from stream.kafka.cluster import wait_for_cluster
+    from stream.logs import configure
 
     settings = _settings(args)
+    configure(settings.observability.log_level, settings.observability.log_format)
+    wait_for_cluster(settings, _progress)
     for result in create_topics(settings):
         print(f"{result.name}: {result.outcome}")
     return EXIT_OK
@@ -74,13 +82,20 @@ def _supervised(args: argparse.Namespace, stage: str) -> int:
 def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
     from stream.core.sensors import NullSensor, Sensor
     from stream.health import HealthServer
-    from stream.logs import configure
+    from stream.kafka.cluster import wait_for_cluster
+    from stream.logs import configure, get_logger
     from stream.metrics import PrometheusSensor
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+    if args.worker < 0:
+        raise ConfigError(f"--worker must be 0 or more, not {args.worker}")
     if args.workers > 1:
         return _supervised(args, stage_name)
     settings = _settings(args)
     configure(settings.observability.log_level, settings.observability.log_format)
+    log = get_logger(f"capi_stream.{stage_name}")
+    wait_for_cluster(settings, log.warning)
     port = args.metrics_port
     if port is None:
         port = settings.observability.metrics_port

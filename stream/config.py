@@ -11,23 +11,39 @@ Any librdkafka property passes through unchanged in ``kafka`` (all clients), ``c
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from stream.core.errors import ConfigError
+from stream.credentials import Credentials
+from stream.logs import librdkafka_logger
 
 KafkaProps = dict[str, str | int | float | bool]
+#: A client's whole librdkafka config: properties plus the ``logger`` object.
+ClientConfig = dict[str, Any]
 
 # the --config file of the settings being built (load_settings sets it for one construction)
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("capi_stream_config_file", default=None)
@@ -130,6 +146,8 @@ class Settings(BaseSettings):
     )
 
     bootstrap_servers: str = "127.0.0.1:9092"
+    # how long topics create, publish and the stages wait at start for the cluster to answer
+    kafka_connect_timeout_s: float = Field(30.0, gt=0)
     schema_registry_url: str | None = None
     wire_format: Literal["auto", "confluent", "schemaless"] = "auto"
     kafka: KafkaProps = Field(default_factory=dict)
@@ -147,6 +165,9 @@ class Settings(BaseSettings):
     app_secret: SecretStr | None = None
     app_secret_file: Path | None = None
     gateway_access_key: SecretStr | None = None
+
+    # built from the four token/secret settings when the settings are; files are read then
+    _credentials: Credentials = PrivateAttr()
 
     @field_validator("access_tokens", mode="before")
     @classmethod
@@ -178,28 +199,42 @@ class Settings(BaseSettings):
             return "confluent" if self.schema_registry_url else "schemaless"
         return self.wire_format
 
+    def model_post_init(self, context: Any, /) -> None:  # noqa: ARG002 - pydantic's signature
+        """Read and check the credentials files now (:class:`ConfigError` naming the setting)."""
+        self._credentials = Credentials(
+            access_token=self.access_token, access_tokens=self.access_tokens,
+            access_tokens_file=self.access_tokens_file, app_secret=self.app_secret,
+            app_secret_file=self.app_secret_file,
+        )  # fmt: skip
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Settings:
+        """A copy; new credentials are read when the update touches a token or secret."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update and _CREDENTIAL_FIELDS & set(update):
+            copy.model_post_init(None)
+        return copy
+
+    @property
+    def credentials(self) -> Credentials:
+        """Tokens and the app secret, kept in memory, files re-read when they change."""
+        return self._credentials
+
     def token_for(self, pixel_id: str) -> SecretStr | None:
-        """The access token for a pixel: its own, else the default one."""
-        tokens = {**self._file_tokens(), **self.access_tokens}
-        return tokens.get(pixel_id, self.access_token)
+        """The access token for a pixel: its own, else the default one (see Credentials)."""
+        return self._credentials.token_for(pixel_id)
 
     def secret(self) -> SecretStr | None:
-        """The app secret, from the setting or its file."""
-        if self.app_secret is not None:
-            return self.app_secret
-        if self.app_secret_file is not None:
-            return SecretStr(self.app_secret_file.read_text(encoding="utf-8").strip())
-        return None
-
-    def _file_tokens(self) -> dict[str, SecretStr]:
-        if self.access_tokens_file is None:
-            return {}
-        data = json.loads(self.access_tokens_file.read_text(encoding="utf-8"))
-        return {str(k): SecretStr(str(v)) for k, v in data.items()}
+        """The app secret, from the setting or its file (see Credentials)."""
+        return self._credentials.secret()
 
     # -- librdkafka dictionaries -------------------------------------------------------------
+    # Every client the project builds gets its config from one of these three methods, so this
+    # is the one place librdkafka's own log is routed: "logger" sends it through our logging,
+    # levelled and rate-limited (stream.logs), instead of raw lines on stderr.
 
-    def consumer_config(self, group_id: str, **extra: str | int | float | bool) -> KafkaProps:
+    def consumer_config(self, group_id: str, **extra: str | int | float | bool) -> ClientConfig:
         """A consumer's librdkafka config: our safe defaults, then the passthrough settings."""
         return {
             "bootstrap.servers": self.bootstrap_servers,
@@ -212,9 +247,10 @@ class Settings(BaseSettings):
             **extra,
             **self.kafka,
             **self.consumer,
+            "logger": librdkafka_logger(),
         }
 
-    def producer_config(self, **extra: str | int | float | bool) -> KafkaProps:
+    def producer_config(self, **extra: str | int | float | bool) -> ClientConfig:
         """A producer's librdkafka config: idempotent, ``acks=all``, then the passthrough."""
         return {
             "bootstrap.servers": self.bootstrap_servers,
@@ -225,31 +261,115 @@ class Settings(BaseSettings):
             **extra,
             **self.kafka,
             **self.producer,
+            "logger": librdkafka_logger(),
         }
 
-    def admin_config(self) -> KafkaProps:
+    def admin_config(self) -> ClientConfig:
         """An admin client's librdkafka config."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka, **self.admin}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            **self.kafka,
+            **self.admin,
+            "logger": librdkafka_logger(),
+        }
+
+
+_CREDENTIAL_FIELDS = frozenset(
+    {"access_token", "access_tokens", "access_tokens_file", "app_secret", "app_secret_file"}
+)
+#: CAPI_STREAM_* variables the project reads that are not fields of Settings.
+_NOT_FIELDS = frozenset({"config"})
+_PREFIX = "CAPI_STREAM_"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings, turning any validation failure into one :class:`ConfigError`.
 
     The message names every bad setting as its environment variable would, and never echoes a
-    value (it could be a token).
+    value (it could be a token). Beyond what the model checks: every ``CAPI_STREAM_*`` variable
+    must name a setting, and the librdkafka properties must be ones librdkafka accepts (checked
+    by building each kind of client without a bootstrap server, so nothing connects).
     """
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file {config_file} does not exist")
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)}: no such setting (see README Configuration)"
+        )
     token = _CONFIG_FILE.set(config_file)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = "__".join(str(p) for p in err["loc"]).upper()
             problems.append(f"CAPI_STREAM_{where}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except SettingsError as exc:
+        # pydantic-settings could not decode a variable as JSON; its cause holds the value
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"{_PREFIX}{field.group(1).upper()}" if field else "a CAPI_STREAM_ variable"
+        raise ConfigError(f"{name}: not valid JSON") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"invalid configuration file: {type(exc).__name__}") from None
     finally:
         _CONFIG_FILE.reset(token)
+    check_librdkafka(settings)
+    return settings
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``CAPI_STREAM_*`` variables that name no setting (nested ones are the model's job)."""
+    known = set(Settings.model_fields) | _NOT_FIELDS
+    return sorted(
+        key
+        for key in environ
+        if key.upper().startswith(_PREFIX)
+        and key[len(_PREFIX) :].split("__", 1)[0].lower() not in known
+    )
+
+
+def check_librdkafka(settings: Settings) -> None:
+    """Build each kind of client the settings will make, unconnected; :class:`ConfigError` if
+    librdkafka refuses a property (naming the section that holds it)."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka.admin import AdminClient
+
+    quiet = logging.getLogger("capi_stream.librdkafka.check")
+    quiet.propagate = False  # "no bootstrap.servers" notices of these throwaway clients
+    quiet.addHandler(logging.NullHandler())
+    producers = [settings.producer_config()]
+    if settings.normalizer.processing == "exactly_once":
+        producers.append(settings.producer_config(**{"transactional.id": "capi-stream-check"}))
+    checks: list[tuple[Any, ClientConfig, tuple[str, ...]]] = [
+        (Consumer, settings.consumer_config("capi-stream-check"), ("kafka", "consumer")),
+        *((Producer, config, ("kafka", "producer")) for config in producers),
+        (AdminClient, settings.admin_config(), ("kafka", "admin")),
+    ]
+    for client_type, config, sections in checks:
+        unconnected = {
+            **{k: v for k, v in config.items() if k not in _SERVERS},
+            "logger": quiet,
+        }
+        try:
+            client = client_type(unconnected)
+        except KafkaException as exc:
+            err: Any = exc.args[0] if exc.args else None
+            text = err.str() if hasattr(err, "str") else str(exc)
+            raise ConfigError(_librdkafka_problem(settings, sections, text)) from None
+        if isinstance(client, Consumer):
+            client.close()
+
+
+_SERVERS = ("bootstrap.servers", "metadata.broker.list")
+
+
+def _librdkafka_problem(settings: Settings, sections: tuple[str, ...], text: str) -> str:
+    """One line naming the section that holds the refused property, without its value."""
+    named = set(re.findall(r'"([^"]+)"', text))
+    holders = [s for s in sections if named & set(getattr(settings, s))] or list(sections)
+    where = " or ".join(f"{_PREFIX}{s.upper()}" for s in holders)
+    # 'Invalid value "hunter2" for configuration property "sasl.password"': drop the value
+    text = re.sub(r'Invalid value "[^"]*"', "Invalid value", text)
+    return f"{where}: librdkafka refused it: {text}"

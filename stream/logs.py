@@ -2,13 +2,22 @@
 
 Log calls pass counts, coordinates, reason codes and ids, never event content. As a second line
 of defence the :func:`redact` processor drops any field whose name says it holds a secret.
+
+librdkafka's own log reaches us through :func:`librdkafka_logger` (every client's ``logger``
+setting, see ``Settings.*_config``): each line becomes a ``librdkafka`` event at its level, and
+the same message (digits aside: a retry counter or a broker's port does not make it new) is
+let through at most once per :data:`LIBRDKAFKA_REPEAT_S`, with the number of copies it stood for.
+An unreachable broker thus costs one line per half minute, not twenty a second.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import MutableMapping
+import threading
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -55,3 +64,65 @@ def configure(level: str = "info", fmt: str = "json") -> None:
 def get_logger(name: str) -> Any:
     """A bound structlog logger named ``name``."""
     return structlog.get_logger(name)
+
+
+#: The same librdkafka message is logged at most once per this many seconds.
+LIBRDKAFKA_REPEAT_S = 30.0
+
+_LIBRDKAFKA = "capi_stream.librdkafka"
+
+
+class RateLimit(logging.Filter):
+    """Lets the same message through at most once per ``interval_s``; counts the rest.
+
+    The first copy passes; copies within the interval are dropped and counted; the next copy
+    after it passes with ``repeated=<dropped count>`` attached.
+    """
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[int, str], tuple[float, int]] = {}  # key -> (passed at, dropped)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """True to log ``record`` (with ``record.repeated`` set), False to drop it."""
+        key = (record.levelno, re.sub(r"\d+", "#", record.getMessage()))
+        now = self._clock()
+        with self._lock:
+            passed_at, dropped = self._seen.get(key, (None, 0))
+            if passed_at is not None and now - passed_at < self.interval_s:
+                self._seen[key] = (passed_at, dropped + 1)
+                return False
+            if len(self._seen) > 1000:  # bound the memory of distinct messages
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+        record.repeated = dropped
+        return True
+
+
+class _ToStructlog(logging.Handler):
+    """Hands each standard-library record to structlog, keeping its level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"message": record.getMessage()}
+            repeated = getattr(record, "repeated", 0)
+            if repeated:
+                fields["repeated"] = repeated
+            structlog.get_logger(record.name).log(record.levelno, "librdkafka", **fields)
+        except Exception:  # noqa: BLE001 - a log line must never break a client's poll
+            self.handleError(record)
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger every librdkafka client gets (its ``logger`` setting); built once."""
+    logger = logging.getLogger(_LIBRDKAFKA)
+    if not logger.handlers:
+        logger.propagate = False  # through structlog only, never the root's raw handler
+        handler = _ToStructlog()
+        handler.addFilter(RateLimit(LIBRDKAFKA_REPEAT_S))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)  # librdkafka decides what it logs (its "debug" setting)
+    return logger

@@ -201,9 +201,11 @@ def _format(args: argparse.Namespace, first: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """The ``publish`` handler; returns the exit code."""
     from stream.config import load_settings
+    from stream.logs import configure
 
     overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
     settings = load_settings(args.config, **overrides)
+    configure(settings.observability.log_level, settings.observability.log_format)
     if args.file == "-":
         return _publish(args, settings, sys.stdin.buffer, None)
     path = Path(args.file)
@@ -218,8 +220,14 @@ def _publish(
     args: argparse.Namespace, settings: Settings, stream: IO[bytes], size: int | None
 ) -> int:
     from stream.core.csv_map import read_csv, read_jsonl
+    from stream.kafka.cluster import wait_for_cluster
     from stream.progress import Progress
 
+    if not args.dry_run:  # a dry run only validates: it needs no cluster
+        wait_for_cluster(
+            settings,
+            lambda line: print(f"capi-stream publish: {line}", file=sys.stderr, flush=True),
+        )
     source = _Lines(stream)
     lines = iter(source)
     first = next(lines, "")
@@ -263,6 +271,10 @@ def _publish(
             progress.echo(f"line {miss.tag}: not delivered: {miss.error}")
     _summary(args, publisher, count, failed, preview)
     return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _progress(line: str) -> None:
+    print(f"capi-stream publish: {line}", file=sys.stderr, flush=True)
 
 
 def _preview(publisher: Publisher, row: Any, settings: Settings) -> str:
