@@ -2,6 +2,8 @@
 
 The steps, cheapest refusals first so a doomed event costs no hashing:
 
+0. invisible format characters (Unicode Cf) removed from every string
+   (:func:`.text.without_format_chars`);
 1. pixel, event_name, event_time (milliseconds converted), action_source, time window;
 2. ``user_data`` normalized and hashed (:mod:`.user_data`); ``custom_data`` and the other
    optional sections copied with their field checks (:mod:`.sections`);
@@ -21,6 +23,7 @@ from typing import Any
 from stream.core.event_id import derive_event_id, given_event_id
 from stream.core.normalize import sections
 from stream.core.normalize.model import DEFAULT_OPTIONS, Normalized, NormalizeOptions, Rejected
+from stream.core.normalize.text import without_format_chars
 from stream.core.normalize.user_data import normalize_user_data
 from stream.core.validate import (
     Problem,
@@ -66,7 +69,8 @@ def normalize_event(
     Never raises on any string content; returns :class:`Normalized` (sendable, with warnings)
     or :class:`Rejected` (a stable reason code for the dead-letter topic).
     """
-    get = raw.get
+    # the one place values enter: invisible format characters go before anything reads them
+    get = without_format_chars(raw).get
     given_id = given_event_id(get("event_id"))
     event_name = sections.text(get("event_name"))
     pixel_id = sections.text(get("pixel_id")) or options.default_pixel_id
