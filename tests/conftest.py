@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.brokers.provision import KafkaBroker, SchemaRegistry
+from tests.brokers.provision import KafkaBroker, KafkaCluster, SchemaRegistry
 
 _STARTUP: dict[str, float] = {}
 
@@ -49,6 +49,18 @@ def schema_registry_url() -> Iterator[str]:
         yield registry.url
     finally:
         registry.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """Three KRaft nodes (RF 3, min ISR 2), started only for the module that asks for it."""
+    cluster = KafkaCluster(Path(tempfile.mkdtemp(prefix="capi-cluster-"))).start()
+    _STARTUP["kafka cluster (3 nodes)"] = cluster.startup_seconds
+    try:
+        _wait_metadata(cluster.bootstrap)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

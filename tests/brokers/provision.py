@@ -227,6 +227,155 @@ class KafkaBroker:
         _wait(lambda: _port_open(self.port), self.proc, log, timeout, "kafka broker")
 
 
+#: Cluster nodes run three JVMs on two cores: a smaller heap than the single test broker's.
+CLUSTER_JVM_FLAGS = [f for f in JVM_FLAGS if not f.startswith(("-Xms", "-Xmx"))] + [
+    "-Xms96m",
+    "-Xmx384m",
+    "-XX:CICompilerCount=1",
+    "-XX:ActiveProcessorCount=1",
+]
+
+
+@dataclass
+class ClusterNode:
+    """One combined broker+controller of a :class:`KafkaCluster`, on its own dir and ports."""
+
+    node_id: int
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "broker.log"
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the JVM on the formatted data dir; readiness is the caller's to wait for."""
+        if self.alive:
+            raise RuntimeError(f"node {self.node_id} is still running")
+        with self.log.open("ab") as out:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                ["java", *_cluster_jvm(), "-cp", f"{fetch_kafka()}/*", "kafka.Kafka",
+                 str(self.workdir / "server.properties")],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        return self.proc
+
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown, leadership moves only when the controller fences it."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
+def _cluster_jvm() -> list[str]:
+    return [*CLUSTER_JVM_FLAGS, f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
+
+
+@dataclass
+class KafkaCluster:
+    """Three KRaft nodes, each broker and controller, voting as one quorum on 127.0.0.1.
+
+    Topics default to replication factor 3 with ``min.insync.replicas=2``; the offsets and
+    transaction state topics are replicated 3 times (transactions need 2 in sync), so the
+    cluster keeps serving, transactions included, while any one node is down.
+    """
+
+    workdir: Path
+    size: int = 3
+    nodes: list[ClusterNode] = field(default_factory=list)
+    startup_seconds: float = 0.0
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def node(self, node_id: int) -> ClusterNode:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def start(self, timeout: float = 180.0) -> KafkaCluster:
+        """Format every node's data dir with one cluster id and start all of them."""
+        lib = fetch_kafka()
+        began = time.monotonic()
+        self.nodes = [ClusterNode(i, self.workdir / f"node{i}") for i in range(1, self.size + 1)]
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        template = (HERE / "cluster.properties.in").read_text()
+        cluster_id = _cluster_id()
+        for node in self.nodes:
+            data = node.workdir / "data"
+            data.mkdir(parents=True, exist_ok=True)
+            conf = node.workdir / "server.properties"
+            conf.write_text(
+                template.replace("@NODE_ID@", str(node.node_id))
+                .replace("@VOTERS@", voters)
+                .replace("@PORT@", str(node.port))
+                .replace("@CONTROLLER_PORT@", str(node.controller_port))
+                .replace("@DATA@", str(data))
+            )
+            with (node.workdir / "format.log").open("wb") as out:
+                subprocess.run(
+                    ["java", *_cluster_jvm(), "-cp", f"{lib}/*", "kafka.tools.StorageTool",
+                     "format", "-t", cluster_id, "-c", str(conf)],
+                    stdout=out, stderr=subprocess.STDOUT, check=True,
+                )  # fmt: skip
+        # all at once: a node opens its client port only once the quorum has elected a leader
+        for node in self.nodes:
+            node.launch()
+        try:
+            for node in self.nodes:
+                self._wait_ready(node, timeout - (time.monotonic() - began))
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node, as a crashed machine would leave it."""
+        self.node(node_id).kill()
+
+    def restart(self, node_id: int, timeout: float = 120.0) -> None:
+        """Start a killed or stopped node again on its own data dir and ports."""
+        node = self.node(node_id)
+        node.launch()
+        self._wait_ready(node, timeout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM every node at once, SIGKILL what is still running after ``timeout``.
+
+        One by one, the last node's controlled shutdown would wait for a quorum that is gone.
+        """
+        procs = [n.proc for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        for proc in procs:
+            proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for node in self.nodes:
+            node.proc = None
+
+    @staticmethod
+    def _wait_ready(node: ClusterNode, timeout: float) -> None:
+        assert node.proc is not None
+        _wait(lambda: _port_open(node.port), node.proc, node.log, max(timeout, 1.0),
+              f"kafka node {node.node_id}")  # fmt: skip
+
+
 @dataclass
 class SchemaRegistry:
     """Apicurio Registry 3.x serving the Confluent API at ``url`` (…/apis/ccompat/v7)."""
