@@ -28,14 +28,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import SecretStr
 
 from stream.core.errors import ConfigError
 from stream.logs import get_logger
 
-log = get_logger("capi_stream.credentials")
+
+def _log() -> Any:
+    # a fresh proxy per (rare) use: never a logger cached before the test or CLI configured logs
+    return get_logger("capi_stream.credentials")
+
 
 T = TypeVar("T")
 
@@ -157,7 +161,7 @@ class WatchedFile(Generic[T]):
             if not self._failing:
                 self._failing = True
                 problem = exc if isinstance(exc, _Invalid) else (exc.strerror or "unreadable")
-                log.warning(
+                _log().warning(
                     "credentials file unusable, keeping the last good value",
                     setting=self.setting, problem=str(problem),
                 )  # fmt: skip
@@ -166,7 +170,7 @@ class WatchedFile(Generic[T]):
         self.reloads += 1
         if self._failing:
             self._failing = False
-        log.info("credentials file reloaded", setting=self.setting)
+        _log().info("credentials file reloaded", setting=self.setting)
 
 
 class Credentials:

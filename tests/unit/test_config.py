@@ -105,3 +105,58 @@ def test_cli_exits_2_on_invalid_configuration() -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "CAPI_STREAM_TOPICS__PARTITIONS" in proc.stderr
+
+
+def test_unknown_top_level_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CAPI_STREAM_ variable that names no setting is refused (its value never shown);
+    CAPI_STREAM_CONFIG, read by the loader itself, is not a field but is allowed."""
+    monkeypatch.setenv("CAPI_STREAM_ACESS_TOKEN", TOKEN)
+    monkeypatch.setenv("CAPI_STREAM_CONFIG", "")
+    with pytest.raises(ConfigError, match="CAPI_STREAM_ACESS_TOKEN") as info:
+        load_settings()
+    assert TOKEN not in str(info.value)
+    monkeypatch.delenv("CAPI_STREAM_ACESS_TOKEN")
+    assert load_settings().bootstrap_servers
+
+
+@pytest.mark.parametrize("name", ["ACCESS_TOKENS", "KAFKA", "CONSUMER", "TOPICS"])
+def test_malformed_json_variable_names_it(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A JSON-valued variable that is not JSON is one ConfigError naming it, without its value."""
+    monkeypatch.setenv(f"CAPI_STREAM_{name}", '{"1": "' + TOKEN)
+    with pytest.raises(ConfigError, match=f"^CAPI_STREAM_{name}: not valid JSON$") as info:
+        load_settings()
+    assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("section", ["kafka", "consumer", "producer", "admin"])
+def test_unknown_librdkafka_property_names_its_section(section: str) -> None:
+    """librdkafka refuses an unknown property when settings load: one ConfigError naming the
+    section, before anything connects (the check builds clients without bootstrap servers)."""
+    with pytest.raises(ConfigError, match=f'^CAPI_STREAM_{section.upper()}: .*"no.such.prop"'):
+        load_settings(**{section: {"no.such.prop": 1}})
+
+
+def test_invalid_librdkafka_value_is_not_echoed() -> None:
+    """An invalid value is reported by property name only (it may be a password)."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(kafka={"security.protocol": "not-a-protocol-" + TOKEN})
+    assert "security.protocol" in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+def test_every_client_config_routes_librdkafka_logs() -> None:
+    """Consumer, producer and admin configs carry the project's librdkafka logger, and a
+    passthrough property cannot replace it."""
+    from stream.logs import librdkafka_logger
+
+    settings = Settings()
+    for config in (settings.consumer_config("g"), settings.producer_config(),
+                   settings.admin_config()):  # fmt: skip
+        assert config["logger"] is librdkafka_logger()
+
+
+def test_connect_timeout_setting() -> None:
+    """kafka_connect_timeout_s defaults to 30 s and must be positive."""
+    assert Settings().kafka_connect_timeout_s == 30.0
+    with pytest.raises(ConfigError, match="CAPI_STREAM_KAFKA_CONNECT_TIMEOUT_S"):
+        load_settings(kafka_connect_timeout_s=0)
