@@ -14,6 +14,14 @@ offsets", and a crash between the two repeats that batch.
 
 Rebalances happen only inside ``poll``, i.e. between transactions, so a revoked partition never
 has records in an open transaction: nothing is duplicated or lost across a rebalance.
+
+Kafka's error rules (librdkafka's, see :mod:`stream.kafka.producer`): a retriable error is
+retried within the call's deadline; an abortable one aborts the transaction and re-reads the
+batch; a fatal one (fenced, a producer in fatal state) ends the process with exit 1, and the
+next instance fences this one and re-reads from the committed offsets. A blocking call still
+running after ``call_timeout_s`` ends the process with exit 3 (:mod:`stream.watchdog`), and so
+does a stop signal not honoured within ``deliverer.revoke_timeout_s`` + 5 s. Liveness:
+:meth:`Normalizer.alive` turns false when the loop has not ticked for ``stall_timeout_s``.
 """
 
 from __future__ import annotations
@@ -32,11 +40,16 @@ from stream.core.normalize import NormalizeOptions
 from stream.core.records import Record, TopicPartition
 from stream.core.sensors import NullSensor, Sensor
 from stream.kafka.consumer import StageConsumer
+from stream.kafka.limits import max_record_bytes
 from stream.kafka.producer import StageProducer
 from stream.kafka.serde import build_codecs
 from stream.logs import get_logger
+from stream.watchdog import Watchdog
 
 log = get_logger("capi_stream.normalizer")
+
+#: Beyond the deliver stage's revoke timeout, what a stop signal leaves the stage to close.
+SHUTDOWN_GRACE_S = 5.0
 
 
 def normalize_options(settings: Settings) -> NormalizeOptions:
@@ -72,6 +85,8 @@ class Normalizer:
         worker: int = 0,
         sensor: Sensor | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
@@ -81,6 +96,17 @@ class Normalizer:
         self._stopping = threading.Event()
         self._exactly_once = settings.normalizer.processing == "exactly_once"
         self._consumer: StageConsumer | None = None
+        self._monotonic = monotonic
+        self._last_tick = monotonic()  # starting counts as a tick: init may take call_timeout_s
+        self._watchdog = watchdog or Watchdog()
+        self._watch_signals = False
+        self._call_timeout_s = settings.normalizer.call_timeout_s
+        self.shutdown_s = settings.deliverer.revoke_timeout_s + SHUTDOWN_GRACE_S
+
+    def alive(self) -> bool:
+        """Liveness: the loop ticked (polled, even emptily) within ``stall_timeout_s``."""
+        stalled_s = self._monotonic() - self._last_tick
+        return stalled_s <= self.settings.normalizer.stall_timeout_s
 
     def ready(self) -> bool:
         """Readiness: the stage holds partitions of the raw topic."""
@@ -92,32 +118,62 @@ class Normalizer:
         self._stopping.set()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the loop cleanly (the open transaction completes or aborts)."""
+        """SIGTERM and SIGINT stop the loop cleanly (the open transaction completes or aborts).
+
+        Either way the process ends within :attr:`shutdown_s`: the watchdog sees the signal even
+        while the main thread is stuck in a librdkafka call, where this handler cannot run.
+        """
 
         def handler(signum: int, _: FrameType | None) -> None:
             log.info("stopping", signal=signum)
             self.stop()
+            self._watchdog.shutdown(self.shutdown_s)
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        self._watch_signals = True
 
     def run(self, *, max_idle_s: float | None = None) -> NormalizerStats:
         """Consume until stopped (or idle for ``max_idle_s``, for one-off runs and tests)."""
+        watchdog = self._watchdog.start()
+        if self._watch_signals:
+            watchdog.watch_signals(self.shutdown_s)
+        try:
+            return self._run(max_idle_s)
+        finally:
+            watchdog.stop()
+
+    def _run(self, max_idle_s: float | None) -> NormalizerStats:
         s = self.settings
+        arm = self._watchdog.arm
+        self._last_tick = self._monotonic()
         codecs = build_codecs(s)
-        enricher = Enricher(codecs.raw, codecs.enriched, codecs.dlq, normalize_options(s))
+        # the admin client honours its timeout: the deadline is only the backstop
+        with arm("reading the topics' record size limit", self._call_timeout_s + 1.0):
+            limit = max_record_bytes(
+                s.admin_config(), s.producer_config(), [s.topics.enriched, s.topics.dlq],
+                timeout_s=self._call_timeout_s,
+            )  # fmt: skip
+        enricher = Enricher(
+            codecs.raw, codecs.enriched, codecs.dlq, normalize_options(s), max_record_bytes=limit
+        )
         consumer = StageConsumer(s.consumer_config(s.normalizer.group_id))
         self._consumer = consumer
         producer = self._producer()
+        self._last_tick = self._monotonic()  # the start's calls each had their own deadline
         consumer.subscribe(
             [s.topics.raw],
             on_assign=lambda tps: log.info("assigned", partitions=_names(tps)),
             on_revoke=lambda tps: log.info("revoked", partitions=_names(tps)),
         )
-        log.info("started", mode=s.normalizer.processing, topic=s.topics.raw, worker=self.worker)
+        log.info(
+            "started", mode=s.normalizer.processing, topic=s.topics.raw, worker=self.worker,
+            max_record_bytes=limit,
+        )  # fmt: skip
         idle_since = self.clock()
         try:
             while not self._stopping.is_set():
+                self._last_tick = self._monotonic()
                 records = consumer.poll(s.normalizer.poll_batch, s.normalizer.poll_timeout_s)
                 if not records:
                     if not consumer.assignment:
@@ -129,8 +185,9 @@ class Normalizer:
                 self._process_batch(records, enricher, consumer, producer)
         finally:
             log.info("closing", **vars(self.stats))
-            consumer.close()
-            producer.close()
+            with arm("closing the consumer", self._call_timeout_s):
+                consumer.close()
+            producer.close(self._call_timeout_s)
             codecs.close()
         return self.stats
 
@@ -142,8 +199,12 @@ class Normalizer:
                 "transaction.timeout.ms": 60_000,
             }
             config = s.producer_config(**extra)
-            return StageProducer(config, transactional=True)
-        return StageProducer(s.producer_config(), transactional=False)
+        else:
+            config = s.producer_config()
+        return StageProducer(
+            config, transactional=self._exactly_once, arm=self._watchdog.arm,
+            call_timeout_s=self._call_timeout_s,
+        )  # fmt: skip
 
     def _process_batch(
         self,
@@ -176,6 +237,8 @@ class Normalizer:
             self._commit(next_offsets, consumer, producer)
         except KafkaError as exc:
             if exc.fatal or not (exc.abortable or exc.retriable):
+                # a fresh process fences this producer and re-reads from the committed offsets
+                log.error("fatal Kafka error; exiting", error=str(exc), records=len(records))
                 raise
             log.warning("batch aborted; re-reading it", error=str(exc), records=len(records))
             self._abort(first_offsets, consumer, producer)
@@ -199,7 +262,8 @@ class Normalizer:
             producer.commit(next_offsets, consumer.group_metadata())
         else:
             producer.flush()
-            consumer.commit(next_offsets)
+            with self._watchdog.arm("committing offsets", self._call_timeout_s):
+                consumer.commit(next_offsets)
 
     def _abort(
         self,
