@@ -143,6 +143,11 @@ class WatchedFile(Generic[T]):
         self._failing = False
         self.reloads = 0
 
+    @property
+    def failing(self) -> bool:
+        """True while the file's last read failed (the last good value is being used)."""
+        return self._failing
+
     def get(self) -> T:
         """The current value: re-read first when due and the file changed (or last read failed)."""
         with self._lock:
