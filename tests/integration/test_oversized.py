@@ -26,13 +26,20 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.config import Settings
-from stream.core.dead_letter import PREFIX_BYTES, RECORD_TOO_LARGE, record_size
+from stream.core.dead_letter import (
+    PREFIX_BYTES,
+    RECORD_TOO_LARGE,
+    dead_letter,
+    letter_record,
+    record_size,
+)
 from stream.core.errors import KafkaError
+from stream.core.records import Record
 from stream.kafka.limits import PRODUCER_DEFAULT_MAX_BYTES, SAFETY_MARGIN, max_record_bytes
 from stream.kafka.serde import build_codecs
 from stream.normalizer import Normalizer
 from tests.factories import custom_data, empty_user_data, raw_event
-from tests.integration.helpers import read_all, stage_settings
+from tests.integration.helpers import read_all, run_cli, stage_settings
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +225,38 @@ def test_settings_producer_config_gives_the_stage_limit(kafka_bootstrap: str) ->
     assert max_record_bytes(settings.admin_config(), settings.producer_config(), []) == (
         DEFAULT_LIMIT
     )
+
+
+def test_dlq_republish_skips_letters_cut_to_a_prefix(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A truncated letter holds only a prefix: republishing it would put a corrupt record on the
+    raw topic, so ``dlq republish`` counts it as skipped; a whole one is republished as before."""
+    names = names_for(unique)
+    create_topics(kafka_bootstrap, names["raw"], names["enriched"], names["dlq"])
+    settings = stage_settings(kafka_bootstrap, names)
+    codecs = build_codecs(settings)
+    whole = codecs.raw.encode(raw_event(event_id="whole", event_time=NOW))
+    cut = padded_event(1_040_000, codecs.raw.encode, event_id="cut")
+    producer = Producer(dict(settings.producer_config()))
+    for key, value in ((b"whole", whole), (b"cut", cut)):
+        record = Record(names["raw"], 0, 0, key, value)
+        letter = dead_letter(stage="normalize", reason=RECORD_TOO_LARGE, message="m",
+                             record=record, now_ms=NOW * 1000)  # fmt: skip
+        out = letter_record(letter, codecs.dlq.encode, DEFAULT_LIMIT)
+        producer.produce(names["dlq"], key=out.key, value=out.value, headers=list(out.headers))
+    assert producer.flush(30) == 0
+    codecs.close()
+
+    code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw",
+                   "--reason", RECORD_TOO_LARGE, "--no-progress")  # fmt: skip
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "republished 1 dead letters" in printed
+    assert "skipped: 1 truncated" in printed
+    republished = read_all(kafka_bootstrap, names["raw"], expected=1, idle_s=0.5)
+    assert [(r.key, r.value) for r in republished] == [(b"whole", whole)]
