@@ -7,8 +7,17 @@ librdkafka's synchronous commit must not race a ``consume`` on another thread. A
 callback blocks the poll thread while the loop settles the partitions, so a revoke can wait
 (bounded) for requests in flight, then commits in the callback itself.
 
-An event's offset is done when Meta accepted its request or it was dead-lettered. The commit
-protocol (``_commit``) has numbered steps and runs on a timer, on revoke and at shutdown.
+An event's offset is done when Meta accepted its request in full or it was dead-lettered. A
+short receipt (2xx with ``events_received`` below the events sent) confirms none of the batch:
+Meta does not say which events it missed, so the batch is re-sent whole (Meta deduplicates by
+``event_id``) up to ``short_receipt_retries`` times, and if every answer stays short its events
+are dead-lettered as ``short_receipt`` with Meta's ``fbtrace_id``. A full answer to a re-send
+confirms them all.
+
+The commit protocol (``_commit``) has numbered steps. It runs as soon as a partition's watermark
+advances, coalesced to at most one commit every ``commit_min_interval_s`` (so right after an
+accepted batch or a dead letter), on revoke and at shutdown: a ``kill -9`` re-sends at most what
+was in flight plus what was settled in the last ``commit_min_interval_s``.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from stream.config import Settings
+from stream.config import KafkaProps, Settings
 from stream.core import payload
 from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
 from stream.core.codec import AvroCodec
@@ -55,6 +64,9 @@ log = get_logger("capi_stream.deliverer")
 EXPIRY_MARGIN_S = 300.0
 #: How often a halted lane's prober tries again (doubling up to the retry maximum).
 HALT_PROBE_BASE_S = 2.0
+#: librdkafka prefetches up to 64 MiB by default; pending events are our memory budget.
+PREFETCH_KBYTES = 16384
+SHORT_RECEIPT = "short_receipt"
 
 
 @dataclass
@@ -105,6 +117,7 @@ class Deliverer:
         sensor: Sensor | None = None,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        worker: int = 0,
     ) -> None:
         d = settings.deliverer
         if d.production and d.test_event_code:
@@ -112,6 +125,7 @@ class Deliverer:
         if d.destination == "gateway" and not d.gateway_url:
             raise ConfigError("CAPI_STREAM_DELIVERER__GATEWAY_URL is required for the gateway")
         self.settings = settings
+        self.worker = worker
         self.sensor: Sensor = sensor or NullSensor()
         self.clock = clock
         self.stats = DelivererStats()
@@ -144,6 +158,10 @@ class Deliverer:
         self._ready = False  # set on the loop thread; read by the health server's thread
         self._last_offset: dict[TopicPartition, int] = {}
         self._committed_next: dict[TopicPartition, int] = {}
+        # liveness: when the loop last ticked (monotonic; read by the health server's thread)
+        self._ticked_at = time.monotonic()
+        self._committing: asyncio.Task[None] | None = None
+        self._next_commit_at = 0.0  # monotonic; no commit starts before
 
     # -- public surface ----------------------------------------------------------------------
 
@@ -159,6 +177,14 @@ class Deliverer:
     @property
     def halted_lanes(self) -> list[LaneKey]:
         return [key for key, lane in self._lanes.items() if lane.halted]
+
+    def alive(self) -> bool:
+        """Liveness: False when the loop has not ticked for ``deliverer.stall_timeout_s``.
+
+        A loop stuck in a call that never returns (or a hog) turns /healthz red, so a container
+        health check restarts the process; nothing else in the stage can notice it.
+        """
+        return time.monotonic() - self._ticked_at < self.settings.deliverer.stall_timeout_s
 
     def ready(self) -> bool:
         """Readiness: partitions assigned and no lane halted by a setup error.
@@ -190,9 +216,7 @@ class Deliverer:
         # the global limit; each lane also has its own (max_in_flight_per_lane)
         self._in_flight = asyncio.Semaphore(s.deliverer.max_in_flight)
         self._codecs = build_codecs(s)
-        # librdkafka prefetches up to 64 MiB by default; pending events are our memory budget
-        prefetch: dict[str, str | int | float | bool] = {"queued.max.messages.kbytes": 16384}
-        self._consumer = StageConsumer(s.consumer_config(s.deliverer.group_id, **prefetch))
+        self._consumer = StageConsumer(consumer_config(s, self.worker))
         self._producer = StageProducer(s.producer_config(), transactional=False)
         self._sink = HttpSink(build_client(
             max_connections=s.deliverer.max_in_flight, timeout_s=s.deliverer.request_timeout_s,
@@ -202,16 +226,17 @@ class Deliverer:
         self._poller = poller
         poller.start()
         log.info("started", topic=s.topics.enriched, destinations=self._destinations)
-        last_commit = self.clock()
+        last_report = self.clock()
         try:
             while not self._stopping.is_set():
                 await asyncio.sleep(self._sleep_s())
+                self._ticked_at = time.monotonic()
                 self._dispatch(self._batcher.due(self.clock()))
                 self._ready = bool(self._assigned) and not self.halted_lanes
-                if self.clock() - last_commit >= s.deliverer.commit_interval_s:
-                    await self._commit()
+                self._maybe_commit()
+                if self.clock() - last_report >= s.deliverer.commit_interval_s:
                     await self._report()
-                    last_commit = self.clock()
+                    last_report = self.clock()
                 if max_idle_s is not None and self._idle_for() > max_idle_s:
                     break
             await self._drain()
@@ -219,6 +244,10 @@ class Deliverer:
             self._stopping.set()
             self._poll_stop.set()
             await asyncio.to_thread(poller.join, s.deliverer.revoke_timeout_s + 60)
+            if poller.is_alive():
+                # librdkafka's close (leave group, final commit) did not return: the thread is
+                # stuck in C and cannot be cancelled; exit non-zero so a supervisor restarts us
+                self._crashed(KafkaError("the consumer did not close in time", retriable=True))
             await self._sink.aclose()
             self._producer.close()
             self._codecs.close()
@@ -276,6 +305,8 @@ class Deliverer:
             task.cancel()
         if left:
             await asyncio.wait(left)
+        if self._committing is not None:
+            await asyncio.wait({self._committing})
         await self._commit()
 
     # -- the poll thread ---------------------------------------------------------------------
@@ -502,13 +533,14 @@ class Deliverer:
     async def _send_until_verdict(
         self, key: LaneKey, items: tuple[PendingEvent, ...], gens: dict[TopicPartition, int]
     ) -> Accepted | Invalid | None:
-        """Send until Meta accepts or rejects the content; retries everything else.
+        """Send until Meta accepts in full or rejects the content; retries everything else.
 
-        Returns None when the events expired (dead-lettered) or their partitions were revoked.
+        Returns None when the events expired, stayed short through every re-send (both
+        dead-lettered) or their partitions were revoked.
         """
         lane = self._lane(key)
         me = object()
-        attempts = 0
+        attempts = shorts = 0
         first_failure_ms: int | None = None
         try:
             while True:
@@ -517,6 +549,16 @@ class Deliverer:
                     return None
                 await lane.gate(me)
                 outcome = await self._post(lane, items)
+                if isinstance(outcome, Accepted) and outcome.short:
+                    # the lane works (the token was taken); the batch is not confirmed
+                    lane.succeeded(me)
+                    shorts += 1
+                    attempts += 1
+                    first_failure_ms = first_failure_ms or int(self.clock() * 1000)
+                    if self._short(key, items, outcome, gens, shorts=shorts, attempts=attempts):
+                        return None
+                    await asyncio.sleep(self._retry.backoff(shorts, self._rnd))
+                    continue
                 if isinstance(outcome, Accepted):
                     lane.succeeded(me)
                     self._accepted(key, items, outcome, gens, attempts + 1)
@@ -628,6 +670,44 @@ class Deliverer:
 
     # -- settling offsets --------------------------------------------------------------------
 
+    def _short(
+        self,
+        key: LaneKey,
+        items: tuple[PendingEvent, ...],
+        short: Accepted,
+        gens: dict[TopicPartition, int],
+        *,
+        shorts: int,
+        attempts: int,
+    ) -> bool:
+        """A short receipt; True when it was the last allowed and the batch is dead-lettered.
+
+        Meta does not say which events it did not count, so all of them stay unconfirmed (and
+        their offsets uncommitted) until a full answer to a re-send, or their dead letters.
+        """
+        self.stats.short_receipts += 1
+        self.sensor.count("short_receipts", pixel=key.pixel_id)
+        retries = self.settings.deliverer.short_receipt_retries
+        final = shorts > retries
+        log.warning(
+            "events_received below events sent", pixel=key.pixel_id, sent=len(items),
+            received=short.events_received, fbtrace_id=short.fbtrace_id, short_answers=shorts,
+            then="dead-letter" if final else "re-send",
+        )  # fmt: skip
+        if not final:
+            return False
+        why = (
+            f"Meta counted {short.events_received} of {len(items)} events in each of {shorts} "
+            "answers; which events it missed is unknown"
+        )
+        meta = MetaErrorFields(message=why, fbtrace_id=short.fbtrace_id)
+        for item in items:
+            if self._generation.get(item.tp) != gens.get(item.tp):
+                continue  # revoked since dispatch: the new owner sends it again
+            failure = _Failure.of(item, SHORT_RECEIPT, why, meta)
+            self._dead((item.tp, item.offset), failure, attempts)
+        return True
+
     def _accepted(
         self,
         key: LaneKey,
@@ -636,13 +716,6 @@ class Deliverer:
         gens: dict[TopicPartition, int],
         attempts: int,
     ) -> None:
-        if ok.short:
-            self.stats.short_receipts += 1
-            self.sensor.count("short_receipts", pixel=key.pixel_id)
-            log.error(
-                "events_received below events sent", pixel=key.pixel_id, sent=len(items),
-                received=ok.events_received, fbtrace_id=ok.fbtrace_id,
-            )  # fmt: skip
         now = self.clock()
         for item in items:
             if self._generation.get(item.tp) != gens.get(item.tp):
@@ -682,7 +755,7 @@ class Deliverer:
         record: Record = entry[0]
         return record
 
-    def _dead(self, key: tuple[TopicPartition, int], failure: _Failure) -> None:
+    def _dead(self, key: tuple[TopicPartition, int], failure: _Failure, attempts: int = 1) -> None:
         entry = self._open.get(key)
         if entry is None:
             return
@@ -692,6 +765,7 @@ class Deliverer:
             stage="deliver", reason=failure.reason, message=failure.message, record=record,
             now_ms=now_ms, first_failure_ms=entry[3], meta_error=failure.meta_error,
             pixel_id=failure.pixel_id, event_id=failure.event_id, event_name=failure.event_name,
+            attempts=attempts,
         )  # fmt: skip
         # the offset is acked now, but committed only after step 1 of _commit confirms the letter
         self._producer.produce(
@@ -717,10 +791,37 @@ class Deliverer:
             self._jobs.put((lambda: self._consumer.resume(tps), concurrent.futures.Future()))
             log.info("resumed", pending=pending)
 
-    async def _commit(self) -> None:
-        """The commit protocol.
+    def _maybe_commit(self) -> None:
+        """Commit in the background when a watermark moved: coalesced, one commit at a time.
 
-        1. flush the producer and check that every dead letter reached Kafka
+        A commit starts at most every ``commit_min_interval_s``, so a burst of settled batches
+        costs one commit, and a crash re-sends at most what settled in that interval plus what
+        was in flight. After a failed commit the next try waits ``commit_interval_s``.
+        """
+        if self._committing is not None or time.monotonic() < self._next_commit_at:
+            return
+        if not self._tracker.committable():
+            return
+        task = asyncio.create_task(self._commit_coalesced())
+        self._committing = task
+        task.add_done_callback(self._commit_done)
+
+    async def _commit_coalesced(self) -> None:
+        d = self.settings.deliverer
+        self._next_commit_at = time.monotonic() + d.commit_min_interval_s
+        if not await self._commit():
+            self._next_commit_at = time.monotonic() + d.commit_interval_s
+
+    def _commit_done(self, task: asyncio.Task[None]) -> None:
+        self._committing = None
+        if not task.cancelled() and task.exception() is not None:
+            self._crashed(task.exception())  # type: ignore[arg-type]
+
+    async def _commit(self) -> bool:
+        """The commit protocol; False when the commit failed and should be tried again.
+
+        1. flush the producer and check that every dead letter reached Kafka (bounded: a flush
+           that cannot finish in 60 s raises, and the stage exits for its supervisor)
         2. take each partition's next_offset from the watermark (only contiguous done offsets)
         3. commit those offsets synchronously; a partition error raises
         4. record them as committed
@@ -728,19 +829,38 @@ class Deliverer:
         await asyncio.to_thread(self._producer.flush)  # 1
         next_offsets = self._tracker.committable()  # 2
         if not next_offsets:
-            return
+            return True
         try:
             await self._on_poll_thread(lambda: self._consumer.commit(next_offsets))  # 3
         except KafkaError as exc:
             if exc.fatal:
                 raise
-            # a rebalance or a coordinator move: the offsets stay committable for the next tick
+            # a rebalance or a coordinator move: the offsets stay committable for the next try
             log.warning("commit failed; will retry", error=str(exc))
-            return
+            return False
         live = {tp: off for tp, off in next_offsets.items() if self._tracker.tracking(tp)}
         self._tracker.mark_committed(live)  # 4
         self._committed_next.update(live)
         self.sensor.count("commits")
+        return True
+
+
+def consumer_config(settings: Settings, worker: int) -> KafkaProps:
+    """The deliverer's librdkafka consumer config, with its static ``group.instance.id``.
+
+    With ``deliverer.static_membership`` the member of worker slot ``worker`` is
+    ``"{group_instance_id or group_id}-{worker}"``: a restarted worker takes its slot's
+    partitions back without a rebalance and without waiting out ``session.timeout.ms`` for its
+    dead predecessor. A ``group.instance.id`` in the passthrough settings (``kafka`` or
+    ``consumer``) wins, as every passthrough property does. Two live processes must never share
+    one: the broker fences the older (a fatal error that stops it).
+    """
+    d = settings.deliverer
+    extra: dict[str, str | int | float | bool] = {"queued.max.messages.kbytes": PREFETCH_KBYTES}
+    passthrough = {**settings.kafka, **settings.consumer}
+    if d.static_membership and "group.instance.id" not in passthrough:
+        extra["group.instance.id"] = f"{d.group_instance_id or d.group_id}-{worker}"
+    return settings.consumer_config(d.group_id, **extra)
 
 
 def _destinations(settings: Settings) -> tuple[str, ...]:

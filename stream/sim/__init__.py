@@ -2,8 +2,8 @@
 
 It validates as Meta does (CAPI.md), deduplicates per pixel on (event_name, event_id) within
 48 hours, records what it accepted, and injects faults (latency, error codes, throttles,
-outages, hangs, resets, poison rules) deterministically from a seed. Tests start it with
-:class:`Simulator`; ``capi-stream sim`` runs :func:`serve`.
+outages, hangs, resets, short receipts, poison rules) deterministically from a seed. Tests
+start it with :class:`Simulator`; ``capi-stream sim`` runs :func:`serve`.
 
 Modules: ``config`` (settings), ``validate`` (Meta's rules), ``faults`` (the per-request draw),
 ``graph`` (wire shapes), ``state`` (the record), ``app`` (routes), ``server`` (HTTP/1.1),
@@ -26,7 +26,7 @@ from stream.sim.simulator import (
     SimulatorError,
     serve,
 )
-from stream.sim.state import EventKey, Stats
+from stream.sim.state import EventKey, JournalEntry, Stats
 from stream.sim.validate import Invalid, validate_request
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "EventKey",
     "FaultConfig",
     "Invalid",
+    "JournalEntry",
     "Latency",
     "PoisonRule",
     "SimConfig",

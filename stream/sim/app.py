@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -40,7 +40,7 @@ from stream.sim.graph import (
     json_response,
     token_error,
 )
-from stream.sim.state import Recorder, Stats
+from stream.sim.state import JournalEntry, Recorder, Stats
 from stream.sim.validate import Invalid, validate_request
 
 _GRAPH_PATH: Final = re.compile(r"/(v\d+\.\d+)/([^/]+)/events/?")
@@ -105,7 +105,7 @@ class SimApp:
     def __init__(self, config: SimConfig, clock: Callable[[], float]) -> None:
         self.config = config
         self._clock = clock
-        self.recorder = Recorder(clock)
+        self.recorder = Recorder(clock, journal=config.journal)
         self.faults = FaultInjector(config.faults, clock)
 
     def admit(self, request: Request) -> Plan:
@@ -116,7 +116,7 @@ class SimApp:
         """
         if request.path.startswith(ADMIN_PREFIX) or _route(request.path) is None:
             return NO_FAULT
-        return self.faults.draw()
+        return replace(self.faults.draw(), arrived_at=self._clock())
 
     def respond(self, request: Request, plan: Plan) -> Outcome:
         """The answer to ``request`` once its latency has passed, or how not to answer."""
@@ -130,17 +130,21 @@ class SimApp:
         self.recorder.request(route.pixel_id)
         kind = plan.kind
         if kind is None:
-            return self._process(request, route)
+            return self._process(request, route, plan)
         self.recorder.fault(route.pixel_id, kind)
+        if kind == "short_receipt":
+            return self._process(request, route, plan, short=True)
         if kind == "reset":
             return RESET
         if kind == "hang":
             config = self.faults.config
-            after = self._process(request, route) if config.hang_mode == "process" else None
+            after = self._process(request, route, plan) if config.hang_mode == "process" else None
             return Hang(config.hang_seconds, after)
         return fault_response(kind, route.pixel_id, self.faults.config)
 
-    def _process(self, request: Request, route: _Route) -> Response:
+    def _process(
+        self, request: Request, route: _Route, plan: Plan, *, short: bool = False
+    ) -> Response:
         if request.method != "POST":
             return graph_error(
                 400,
@@ -173,7 +177,12 @@ class SimApp:
             self.recorder.reject(route.pixel_id, size)
             return self._invalid(verdict)
         test = _param(params, query, "test_event_code") is not None
+        if short:
+            # Meta does not say which events it did not count; dropping the last ones is as good
+            # as any choice, and a client may not assume which (it must re-send them all)
+            verdict = verdict[: max(len(verdict) - self.faults.config.short_receipt_missing, 0)]
         self.recorder.accept(route.pixel_id, verdict, test=test)
+        self._log(route, plan, size, verdict, short=short)
         if route.version is None:
             return json_response(202, {"events_received": len(verdict)})
         trace = fbtrace_id()
@@ -182,6 +191,18 @@ class SimApp:
             {"events_received": len(verdict), "messages": [], "fbtrace_id": trace},
             (("x-fb-trace-id", trace), ("facebook-api-version", route.version)),
         )
+
+    def _log(
+        self, route: _Route, plan: Plan, sent: int, events: list[dict[str, Any]], *, short: bool
+    ) -> None:
+        if not self.config.journal:
+            return
+        keys = tuple(
+            (str(e.get("event_name")), str(e.get("event_id"))) for e in events if e.get("event_id")
+        )
+        arrived = plan.arrived_at or self._clock()
+        entry = JournalEntry(route.pixel_id, arrived, self._clock(), sent, keys, short)
+        self.recorder.log(entry)
 
     def _check_token(
         self, params: Mapping[str, Any], query: Mapping[str, str], pixel_id: str

@@ -29,6 +29,7 @@ FAULT_KINDS: Final = (
     "code_190",
     "hang",
     "reset",
+    "short_receipt",
 )
 LATENCY_KINDS: Final = ("none", "fixed", "uniform", "lognormal", "pareto")
 HANG_MODES: Final = ("close", "process")
@@ -145,6 +146,12 @@ class FaultConfig:
     all (``"process"``: the events land although the client saw a timeout). Throttles say
     ``Retry-After: retry_after_seconds`` and ``estimated_time_to_regain_access``
     (``regain_access_minutes``).
+
+    A ``short_receipt`` (drawn at its rate, and for the first ``short_receipts_first`` requests
+    after the plan is applied) processes a valid request but records only all except its last
+    ``short_receipt_missing`` events and answers 200 with that lower ``events_received``: what
+    Meta does when it counts fewer events than were sent (issue 10, part 3). A re-send is
+    deduplicated like any repeat.
     """
 
     seed: int = 0
@@ -156,6 +163,8 @@ class FaultConfig:
     retry_after_seconds: int = 1
     regain_access_minutes: int = 1
     poison: tuple[PoisonRule, ...] = ()
+    short_receipts_first: int = 0
+    short_receipt_missing: int = 1
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.rates) - set(FAULT_KINDS))
@@ -169,6 +178,8 @@ class FaultConfig:
             raise ConfigError(f"hang_mode {self.hang_mode!r} is not one of {HANG_MODES}")
         if self.outage_seconds < 0 or self.hang_seconds < 0 or self.retry_after_seconds < 0:
             raise ConfigError("outage_seconds, hang_seconds and retry_after_seconds must be >= 0")
+        if self.short_receipts_first < 0 or self.short_receipt_missing < 1:
+            raise ConfigError("short_receipts_first must be >= 0 and short_receipt_missing >= 1")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaultConfig:
@@ -207,6 +218,7 @@ class SimConfig:
     gateway_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)
     app_secret: str | None = field(default=None, repr=False)
     report_event_index: bool = True
+    journal: bool = False
     future_tolerance_seconds: int = 600
     max_body_bytes: int = 64 * 1024 * 1024
     faults: FaultConfig = field(default_factory=FaultConfig)

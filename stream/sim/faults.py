@@ -29,6 +29,7 @@ class Plan:
 
     kind: str | None
     delay: float
+    arrived_at: float = 0.0  # set by SimApp.admit: when the request arrived (its journal entry)
 
 
 NO_FAULT: Final = Plan(None, 0.0)
@@ -64,6 +65,7 @@ class FaultInjector:
         self._outage_until = 0.0
         self._bounds: list[tuple[float, str]] = []
         self._poison: PoisonCheck | None = None
+        self._shorts_left = 0
         self.apply(config)
 
     @property
@@ -89,6 +91,7 @@ class FaultInjector:
             self._bounds = bounds
             self._outage_until = self._clock() + config.outage_seconds
             self._poison = compile_poison(config.poison)
+            self._shorts_left = config.short_receipts_first
 
     def draw(self) -> Plan:
         """The fate of the next request in arrival order."""
@@ -96,13 +99,18 @@ class FaultInjector:
             config = self._config
             if config.outage_seconds and self._clock() < self._outage_until:
                 return Plan(OUTAGE, 0.0)
+            short = self._shorts_left > 0
+            if short:
+                self._shorts_left -= 1
             if not self._bounds and config.latency.kind == "none":
-                return NO_FAULT
+                return Plan("short_receipt", 0.0) if short else NO_FAULT
             rng = random.Random(self._rng.getrandbits(64))  # noqa: S311 - see module doc
             bounds = self._bounds
         point = rng.random()
         kind = next((k for bound, k in bounds if point < bound), None)
-        return Plan(kind, draw_latency(config.latency, rng))
+        # the first-N short receipts take the place of any drawn kind; the draw still happens,
+        # so the seeded sequence of the requests after them does not shift
+        return Plan("short_receipt" if short else kind, draw_latency(config.latency, rng))
 
 
 def _lookup(event: dict[str, Any], path: Sequence[str]) -> object:

@@ -24,7 +24,7 @@ from stream.core.errors import CapiStreamError
 from stream.sim.app import SimApp
 from stream.sim.config import FaultConfig, SimConfig
 from stream.sim.server import HttpServer, start
-from stream.sim.state import Stats
+from stream.sim.state import JournalEntry, Stats
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,10 @@ class Simulator:
     def stats(self, pixel_id: str | None = None) -> Stats:
         """What arrived at ``pixel_id`` (or at all pixels, summed)."""
         return self.app.stats(pixel_id)
+
+    def journal(self) -> list[JournalEntry]:
+        """Every request processed so far, when ``SimConfig(journal=True)`` (else empty)."""
+        return self.app.recorder.journal()
 
     def set_faults(self, faults: FaultConfig) -> None:
         """Apply a fault plan now: its outage and its seeded draws start from this moment."""

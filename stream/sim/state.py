@@ -4,7 +4,9 @@ Dedup follows CAPI.md §7.1 on the server's clock: per pixel, an (event_name, ev
 within the last 48 hours is a duplicate; past the window it counts as new again. Events without
 an ``event_id`` cannot be deduplicated and are always accepted. ``received`` keeps how many times
 each key arrived in an accepted request (first copy and duplicates), so a test can assert that
-every event arrived exactly once.
+every event arrived exactly once. With the journal on, each processed request is also kept as a
+:class:`JournalEntry`, so a test can tell *when* each copy of an event arrived (e.g. before or
+after a crash of the client).
 """
 
 from __future__ import annotations
@@ -71,6 +73,23 @@ class Stats:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One processed request to an events edge, in the order the answers were made.
+
+    ``arrived_at`` is when its head was read (before any injected latency), ``answered_at``
+    when its answer was made; ``keys`` are the events it recorded (a short receipt records
+    fewer than it was sent: ``sent`` says how many came).
+    """
+
+    pixel_id: str
+    arrived_at: float
+    answered_at: float
+    sent: int
+    keys: tuple[EventKey, ...]
+    short: bool
+
+
 class _Pixel:
     __slots__ = (
         "accepted",
@@ -107,11 +126,18 @@ class _Pixel:
 class Recorder:
     """The per-pixel record; thread-safe (the server writes, tests read from another thread)."""
 
-    def __init__(self, clock: Callable[[], float], window: float = DEDUP_WINDOW_SECONDS) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        window: float = DEDUP_WINDOW_SECONDS,
+        *,
+        journal: bool = False,
+    ) -> None:
         self._clock = clock
         self._window = window
         self._lock = threading.Lock()
         self._pixels: dict[str, _Pixel] = {}
+        self._journal: list[JournalEntry] | None = [] if journal else None
 
     def _pixel(self, pixel_id: str) -> _Pixel:
         pixel = self._pixels.get(pixel_id)
@@ -163,6 +189,17 @@ class Recorder:
             pixel.without_event_id += anonymous
         return accepted + anonymous, duplicates
 
+    def log(self, entry: JournalEntry) -> None:
+        """Keep ``entry`` when the journal is on."""
+        with self._lock:
+            if self._journal is not None:
+                self._journal.append(entry)
+
+    def journal(self) -> list[JournalEntry]:
+        """The requests processed so far (empty when the journal is off)."""
+        with self._lock:
+            return list(self._journal or ())
+
     def stats(self, pixel_id: str | None = None, *, include_ids: bool = True) -> Stats:
         """One pixel's snapshot (zeros if it never saw a request), or all pixels summed."""
         with self._lock:
@@ -196,3 +233,5 @@ class Recorder:
         """Forget everything: counts, the dedup store, the fault tally."""
         with self._lock:
             self._pixels.clear()
+            if self._journal is not None:
+                self._journal.clear()

@@ -245,3 +245,54 @@ def test_thirty_two_requests_in_flight_are_served_together(sim: Simulator) -> No
         thread.join()
     assert codes == [200] * 32
     assert time.monotonic() - started < 2.0
+
+
+def test_short_receipt_counts_fewer_events_and_records_only_those(
+    client: httpx.Client, sim: Simulator
+) -> None:
+    """short_receipt answers 200 with events_received below the events sent; a re-send dedups."""
+    sim.set_faults(FaultConfig(rates={"short_receipt": 1.0}, short_receipt_missing=2))
+    response = post(client, [event(0), event(1), event(2)])
+    assert response.status_code == 200
+    assert response.json()["events_received"] == 1
+    assert response.json()["fbtrace_id"]
+    assert sim.stats().accepted == 1
+    assert sim.stats().faults == {"short_receipt": 1}
+    sim.clear_faults()
+    full = post(client, [event(0), event(1), event(2)])
+    assert full.json()["events_received"] == 3
+    assert (sim.stats().accepted, sim.stats().duplicates) == (3, 1)
+
+
+def test_first_n_short_receipts_then_full_answers(client: httpx.Client, sim: Simulator) -> None:
+    """short_receipts_first=N answers the first N requests short, the rest in full."""
+    sim.set_faults(FaultConfig(short_receipts_first=2))
+    counts = [post(client, [event(i), event(i + 10)]).json()["events_received"] for i in range(4)]
+    assert counts == [1, 1, 2, 2]
+
+
+def test_first_n_short_receipts_keep_the_seeded_sequence(
+    client: httpx.Client, sim: Simulator
+) -> None:
+    """With latency drawn, the short answers take the first N places and later draws stay put."""
+    plan = FaultConfig(seed=5, rates={"http_500": 0.5})
+    sim.set_faults(plan)
+    plain = [post(client, [event(i)]).status_code for i in range(6)]
+    sim.set_faults(FaultConfig(seed=5, rates={"http_500": 0.5}, short_receipts_first=2))
+    shorted = [post(client, [event(i)]).status_code for i in range(6)]
+    assert shorted[2:] == plain[2:]
+    assert shorted[:2] == [200, 200]
+
+
+def test_journal_keeps_each_request_with_its_times(start_sim: StartSim) -> None:
+    """With journal=True each processed request is kept: arrival, answer, sent, recorded keys."""
+    sim = start_sim(default_config(journal=True))
+    sim.set_faults(FaultConfig(latency=Latency(kind="fixed", ms=50), short_receipts_first=1))
+    with httpx.Client(base_url=sim.url, timeout=5.0) as http:
+        post(http, [event(0), event(1)])
+        post(http, [event(2)])
+    first, second = sim.journal()
+    assert (first.sent, len(first.keys), first.short) == (2, 1, True)
+    assert (second.sent, len(second.keys), second.short) == (1, 1, False)
+    assert first.answered_at - first.arrived_at >= 0.04
+    assert second.keys[0][1] == event(2)["event_id"]

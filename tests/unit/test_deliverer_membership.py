@@ -1,0 +1,53 @@
+"""The deliverer's consumer config: static membership per worker slot, and its liveness flag."""
+
+from __future__ import annotations
+
+import time
+
+from stream.config import Settings
+from stream.deliverer import Deliverer, consumer_config
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(bootstrap_servers="127.0.0.1:1", **values)  # type: ignore[arg-type]
+
+
+def test_each_worker_slot_gets_its_own_static_instance_id() -> None:
+    """group.instance.id is the group id plus the worker index: stable across restarts."""
+    settings = _settings(deliverer={"group_id": "deliv"})
+    assert consumer_config(settings, 0)["group.instance.id"] == "deliv-0"
+    assert consumer_config(settings, 3)["group.instance.id"] == "deliv-3"
+    assert consumer_config(settings, 3)["group.id"] == "deliv"
+
+
+def test_group_instance_id_setting_is_a_prefix() -> None:
+    """deliverer.group_instance_id replaces the group id as the prefix; the index stays."""
+    settings = _settings(deliverer={"group_instance_id": "eu-host-7"})
+    assert consumer_config(settings, 2)["group.instance.id"] == "eu-host-7-2"
+
+
+def test_passthrough_group_instance_id_wins() -> None:
+    """A group.instance.id in the consumer or kafka passthrough is used as given."""
+    assert (
+        consumer_config(_settings(consumer={"group.instance.id": "mine"}), 5)["group.instance.id"]
+        == "mine"
+    )
+    assert (
+        consumer_config(_settings(kafka={"group.instance.id": "ours"}), 5)["group.instance.id"]
+        == "ours"
+    )
+
+
+def test_static_membership_can_be_turned_off() -> None:
+    """static_membership=false: a dynamic member, as before."""
+    config = consumer_config(_settings(deliverer={"static_membership": False}), 1)
+    assert "group.instance.id" not in config
+    assert config["partition.assignment.strategy"] == "cooperative-sticky"
+
+
+def test_alive_turns_false_when_the_loop_stops_ticking() -> None:
+    """alive() is False once the loop's last tick is older than stall_timeout_s."""
+    stage = Deliverer(_settings(deliverer={"stall_timeout_s": 5}))
+    assert stage.alive()
+    stage._ticked_at = time.monotonic() - 6  # what a loop stuck for 6 s leaves behind
+    assert not stage.alive()
