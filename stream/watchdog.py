@@ -47,7 +47,7 @@ EXIT_STUCK: Final = 3
 _MAX_WAIT_S: Final = 5.0
 _WAKE: Final = b"\x00"  # no signal has number 0, so this byte never means a signal
 #: The name of the deadline armed by a stop signal.
-SHUTDOWN: Final = "shutdown"
+SHUTDOWN: Final = "shutdown after a stop signal"
 
 
 class Arm(Protocol):
@@ -237,8 +237,10 @@ class Watchdog:
 
     def _fire(self, due: Deadline) -> None:
         self.fired = due
+        # what else was running says where a shutdown got stuck (send_offsets_to_transaction...)
+        during = [d.name for d in self.armed() if d != due]
         log.error(
             "deadline missed; exiting so that a supervisor restarts the process",
-            call=due.name, deadline_s=due.timeout_s, exit_code=EXIT_STUCK,
+            call=due.name, deadline_s=due.timeout_s, exit_code=EXIT_STUCK, during=during,
         )  # fmt: skip
         self._exit(EXIT_STUCK)

@@ -61,6 +61,7 @@ def test_a_missed_deadline_exits_3_with_one_error_line_naming_the_call(
     assert len(errors) == 1
     assert errors[0]["call"] == "send_offsets_to_transaction"
     assert errors[0]["deadline_s"] == 0.05
+    assert errors[0]["exit_code"] == EXIT_STUCK
 
 
 def test_a_deadline_disarmed_in_time_never_fires(watchdog: Watchdog, exits: Exits) -> None:
@@ -125,7 +126,8 @@ def test_sigterm_while_stuck_in_a_c_call_arms_the_shutdown_deadline(exits: Exits
         began = time.monotonic()
         sender.start()
         safety.start()
-        libc.pthread_mutex_lock(mutex)  # stuck in C until the watchdog "exits"
+        with capture_logs() as logs, dog.arm("send_offsets_to_transaction", 60.0):
+            libc.pthread_mutex_lock(mutex)  # stuck in C until the watchdog "exits"
         took = time.monotonic() - began
     finally:
         safety.cancel()
@@ -138,6 +140,9 @@ def test_sigterm_while_stuck_in_a_c_call_arms_the_shutdown_deadline(exits: Exits
     assert handled_at_exit == [0]  # the Python handler had not run: the watchdog saw it alone
     assert handled == [signal.SIGTERM]  # and it ran once the call returned
     assert 0.6 <= took < 10.0  # the signal at 0.2 s + the 0.5 s deadline, not the safety timer
+    [line] = [e for e in logs if e["log_level"] == "error"]
+    assert line["call"] == SHUTDOWN
+    assert line["during"] == ["send_offsets_to_transaction"]  # where the shutdown was stuck
 
 
 def test_a_stop_signal_handled_in_python_arms_the_deadline_once(exits: Exits) -> None:
