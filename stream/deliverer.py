@@ -41,7 +41,7 @@ from stream.config import KafkaProps, Settings
 from stream.core import payload
 from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
 from stream.core.codec import AvroCodec
-from stream.core.dead_letter import MetaErrorFields, dead_letter, dead_letter_headers
+from stream.core.dead_letter import SHORT_RECEIPT, MetaErrorFields, dead_letter, letter_record
 from stream.core.errors import ConfigError, DecodeError, KafkaError
 from stream.core.graph_response import Accepted, Invalid, Outcome, Setup, Throttled, classify
 from stream.core.isolate import Isolation, Probe
@@ -52,6 +52,7 @@ from stream.core.sensors import NullSensor, Sensor
 from stream.core.window import Batch, Batcher, LaneKey, PendingEvent
 from stream.core.wire import to_wire
 from stream.kafka.consumer import StageConsumer
+from stream.kafka.limits import max_record_bytes
 from stream.kafka.producer import StageProducer
 from stream.kafka.serde import build_codecs
 from stream.lanes import Lane
@@ -66,7 +67,6 @@ EXPIRY_MARGIN_S = 300.0
 HALT_PROBE_BASE_S = 2.0
 #: librdkafka prefetches up to 64 MiB by default; pending events are our memory budget.
 PREFETCH_KBYTES = 16384
-SHORT_RECEIPT = "short_receipt"
 
 
 @dataclass
@@ -215,6 +215,11 @@ class Deliverer:
         self._loop = asyncio.get_running_loop()
         # the global limit; each lane also has its own (max_in_flight_per_lane)
         self._in_flight = asyncio.Semaphore(s.deliverer.max_in_flight)
+        # the largest dead letter the broker and our producer take, read once: one that does
+        # not fit is cut to prefixes + length + SHA-256 instead of failing (and stalling) here
+        self._max_record = await asyncio.to_thread(
+            max_record_bytes, s.admin_config(), s.producer_config(), [s.topics.dlq]
+        )
         self._codecs = build_codecs(s)
         self._consumer = StageConsumer(consumer_config(s, self.worker))
         self._producer = StageProducer(s.producer_config(), transactional=False)
@@ -768,10 +773,8 @@ class Deliverer:
             attempts=attempts,
         )  # fmt: skip
         # the offset is acked now, but committed only after step 1 of _commit confirms the letter
-        self._producer.produce(
-            self.settings.topics.dlq, record.key, self._codecs.dlq.encode(letter),
-            dead_letter_headers(letter),
-        )  # fmt: skip
+        out = letter_record(letter, self._codecs.dlq.encode, self._max_record)
+        self._producer.produce(self.settings.topics.dlq, out.key, out.value, out.headers)
         self.stats.dead_lettered += 1
         self.sensor.count("dead_lettered", stage="deliver", reason=failure.reason)
         entry[2] = 1
