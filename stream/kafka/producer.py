@@ -20,6 +20,7 @@ fresh process's ``init_transactions`` fences this one and re-reads from the comm
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -162,7 +163,20 @@ class StageProducer:
                 pause = min(pause * 2, _RETRY_PAUSE_S[1])
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Deliver what is queued (bounded), then release the client."""
+        """Deliver what is queued (bounded), then release the client; never raises.
+
+        A producer in a fatal state (fenced) raises its fatal error from ``flush`` again; at
+        close that would only hide the error that ended the stage, so it is logged instead.
+        """
         with self._arm("closing the producer", timeout_s + _ATTEMPT_MARGIN_S):
-            self._producer.flush(timeout_s)
-            self._producer.close()
+            try:
+                self._producer.flush(timeout_s)
+            except KafkaException as exc:
+                log.warning("closing a failed producer", error=str(translate(exc, "flush")))
+            # close() aborts an open transaction and only warns when it cannot (fenced): say so
+            # in our log rather than as a RuntimeWarning (an error under warnings-as-errors)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._producer.close()
+            for warning in caught:
+                log.warning("closing the producer", error=str(warning.message))

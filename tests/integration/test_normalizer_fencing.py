@@ -1,0 +1,116 @@
+"""Kafka's fatal-error rule in the normalizer: a fenced instance stops, the newer one carries on.
+
+Two instances with the same worker slot share a transactional id (a zombie and its replacement,
+as after a network partition). The newer one's ``init_transactions`` fences the older one, whose
+next transactional call fails with a fatal error: it must leave its loop with that error (the
+CLI then exits non-zero) instead of going on, and nothing may be lost or doubled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import TopicPartition as RdTopicPartition
+
+from stream import schemas
+from stream.core.codec import AvroCodec
+from stream.core.errors import KafkaError
+from stream.normalizer import Normalizer
+from stream.watchdog import Watchdog
+from tests.factories import raw_event
+from tests.integration.helpers import produce, read_all, stage_settings
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 10_000
+PARTITIONS = 3
+
+
+def _committed_total(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = consumer.committed([RdTopicPartition(topic, p) for p in range(PARTITIONS)], 10)
+        return sum(max(p.offset, 0) for p in parts)
+    except KafkaException:
+        return -1  # the coordinator is busy with the rebalance
+    finally:
+        consumer.close()
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_a_fenced_normalizer_stops_and_its_replacement_loses_and_doubles_nothing(
+    kafka_bootstrap: str, unique: Callable[[str], str], make_topics: Callable[..., None]
+) -> None:
+    """The older instance ends with a fatal KafkaError; one output per raw record all the same."""
+    names = {
+        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
+        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
+    }  # fmt: skip
+    make_topics(names["raw"], names["enriched"], names["dlq"], partitions=PARTITIONS)
+    settings = stage_settings(
+        kafka_bootstrap, names, normalizer={"poll_batch": 20, "default_pixel_id": "111"}
+    )
+    codec = AvroCodec(schemas.load("conversion_event"))
+    now = int(time.time())
+    produce(kafka_bootstrap, names["raw"], [
+        (f"k{i}".encode(), b"\xff\x00garbage" if i % 10 == 0 else codec.encode(
+            raw_event(event_id=f"f{i}", event_time=now - 60, pixel_id=None)))
+        for i in range(EVENTS)
+    ])  # fmt: skip
+    group, raw = names["normalizer_group"], names["raw"]
+    fired: list[int] = []  # a watchdog expiry would end pytest: record it instead
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, stage: Normalizer) -> None:
+        try:
+            outcomes[name] = stage.run()
+        except KafkaError as exc:
+            outcomes[name] = exc
+
+    older = Normalizer(settings, watchdog=Watchdog(exit=fired.append))
+    newer = Normalizer(settings, watchdog=Watchdog(exit=fired.append))  # the same worker slot
+    first = threading.Thread(target=run, args=("older", older), daemon=True)
+    second = threading.Thread(target=run, args=("newer", newer), daemon=True)
+    first.start()
+    try:
+        _wait(lambda: _committed_total(kafka_bootstrap, group, raw) > 0, 60, "older's progress")
+        assert _committed_total(kafka_bootstrap, group, raw) < EVENTS  # fenced mid-stream
+        second.start()
+        first.join(60)
+        assert not first.is_alive(), "the fenced instance went on"
+        _wait(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 120, "the rest")
+    finally:
+        older.stop()
+        newer.stop()
+        first.join(60)
+        second.join(60)
+    error = outcomes["older"]
+    assert isinstance(error, KafkaError), error
+    assert error.fatal, error
+    assert fired == []
+
+    enriched = read_all(kafka_bootstrap, names["enriched"], expected=EVENTS - EVENTS // 10)
+    dead = read_all(kafka_bootstrap, names["dlq"], expected=EVENTS // 10)
+    enriched_codec = AvroCodec(schemas.load("capi_event"))
+    dlq_codec = AvroCodec(schemas.load("dead_letter"))
+    sources: Counter[tuple[int, int]] = Counter()
+    for rec in enriched:
+        src = enriched_codec.decode(rec.value or b"")["source"]
+        sources[(src["partition"], src["offset"])] += 1
+    for rec in dead:
+        letter = dlq_codec.decode(rec.value or b"")
+        sources[(letter["source"]["partition"], letter["source"]["offset"])] += 1
+    assert max(sources.values()) == 1  # no raw record has two outputs
+    assert sum(sources.values()) == EVENTS  # and none has none
