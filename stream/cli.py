@@ -109,10 +109,10 @@ def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
     else:
         from stream.deliverer import Deliverer
 
-        stage = Deliverer(settings, sensor=sensor)
+        stage = Deliverer(settings, worker=args.worker, sensor=sensor)
     health = None
     if port is not None:
-        health = HealthServer(port, prometheus, ready=stage.ready).start()
+        health = HealthServer(port, prometheus, ready=stage.ready, alive=stage.alive).start()
     stage.install_signal_handlers()
     try:
         stats = stage.run(max_idle_s=args.max_idle)

@@ -21,7 +21,8 @@ def test_running_deliverer_serves_health_readiness_and_metrics(
     kafka_bootstrap: str, unique: Callable[[str], str], make_topics: Callable[..., None],
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    """Alive at once, ready once assigned, and /metrics counts what it delivered."""
+    """Alive at once (the loop ticks), ready once assigned, /metrics counts what it delivered,
+    and librdkafka's log never reaches stderr raw."""
     names = {
         "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
         "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
@@ -54,6 +55,9 @@ def test_running_deliverer_serves_health_readiness_and_metrics(
     assert 'capi_stream_consumed_total{stage="deliver"} 300.0' in text
     assert 'capi_stream_events_posted_total{pixel="111"} 300.0' in text
     assert "sekrit-9f3a" not in text
+    log = (tmp_path / "d.log").read_text()
+    assert "|rdkafka#" not in log  # librdkafka's raw "%3|…|FAIL|rdkafka#…|" lines: none
+    assert "sekrit-9f3a" not in log
 
 
 def _get(url: str) -> int:
