@@ -6,6 +6,11 @@ variables (nested with ``__``, e.g. ``CAPI_STREAM_DELIVERER__LINGER_MS=500``), a
 print as ``**********`` and reach the wire only through ``.get_secret_value()`` at the sink.
 Any librdkafka property passes through unchanged in ``kafka`` (all clients), ``consumer``,
 ``producer`` and ``admin``, so SASL and SSL work as librdkafka documents them.
+
+:func:`load_settings` (the CLI's way in) also refuses what the model alone cannot see: a
+``CAPI_STREAM_*`` variable that names no setting, a variable that is not the JSON it must be,
+and a librdkafka property librdkafka rejects. Building :class:`Settings` reads and checks the
+credentials files (:mod:`stream.credentials`). Each of these is one :class:`ConfigError` line.
 """
 
 from __future__ import annotations
@@ -337,8 +342,9 @@ def check_librdkafka(settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient
 
     quiet = logging.getLogger("capi_stream.librdkafka.check")
-    quiet.propagate = False  # "no bootstrap.servers" notices of these throwaway clients
-    quiet.addHandler(logging.NullHandler())
+    if not quiet.handlers:  # drops the "no bootstrap.servers" notices of these throwaway clients
+        quiet.propagate = False
+        quiet.addHandler(logging.NullHandler())
     producers = [settings.producer_config()]
     if settings.normalizer.processing == "exactly_once":
         producers.append(settings.producer_config(**{"transactional.id": "capi-stream-check"}))

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 
+import pytest
+from confluent_kafka import Producer
 from structlog.testing import capture_logs
 
+from stream.config import Settings
 from stream.logs import RateLimit, librdkafka_logger
 
 
@@ -63,3 +68,24 @@ def test_librdkafka_lines_become_structlog_events_at_their_level() -> None:
         {"event": "librdkafka", "log_level": "warning",
          "message": "THROTTLE [rdkafka#producer-9] [thrd:x]: unique-message-1"},
     ]  # fmt: skip
+
+
+def test_real_client_logs_arrive_levelled_and_limited(capfd: pytest.CaptureFixture[str]) -> None:
+    """A real producer pointed at a port that refuses connections, polled for 3 s with fast
+    reconnects: librdkafka's FAIL lines (dozens) come out as a couple of structlog events,
+    and nothing raw reaches stderr."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        settings = Settings(
+            bootstrap_servers=f"127.0.0.1:{sock.getsockname()[1]}",
+            kafka={"reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 50},
+        )
+        producer = Producer(settings.producer_config())
+        with capture_logs() as logs:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                producer.poll(0.1)
+    lines = [e for e in logs if e["event"] == "librdkafka"]
+    assert 1 <= len(lines) <= 4, lines
+    assert all(e["log_level"] == "error" for e in lines if "FAIL" in e["message"])
+    assert "|FAIL|" not in capfd.readouterr().err
