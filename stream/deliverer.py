@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -58,6 +59,7 @@ from stream.kafka.serde import build_codecs
 from stream.lanes import Lane
 from stream.logs import get_logger
 from stream.sinks.http import HttpSink, build_client, gateway_url, graph_url
+from stream.watchdog import Watchdog
 
 log = get_logger("capi_stream.deliverer")
 
@@ -67,6 +69,11 @@ EXPIRY_MARGIN_S = 300.0
 HALT_PROBE_BASE_S = 2.0
 #: librdkafka prefetches up to 64 MiB by default; pending events are our memory budget.
 PREFETCH_KBYTES = 16384
+#: The deadline of one blocking librdkafka call (commit, reading the record size limit); past
+#: it the watchdog ends the process (exit 3) and its supervisor starts a fresh one.
+CALL_TIMEOUT_S = 60.0
+#: After SIGTERM: the revoke timeout for requests in flight, then this for the last commit.
+SHUTDOWN_GRACE_S = 5.0
 
 
 @dataclass
@@ -118,6 +125,7 @@ class Deliverer:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         worker: int = 0,
+        watchdog: Watchdog | None = None,
     ) -> None:
         d = settings.deliverer
         if d.production and d.test_event_code:
@@ -158,8 +166,12 @@ class Deliverer:
         self._ready = False  # set on the loop thread; read by the health server's thread
         self._last_offset: dict[TopicPartition, int] = {}
         self._committed_next: dict[TopicPartition, int] = {}
-        # liveness: when the loop last ticked (monotonic; read by the health server's thread)
-        self._ticked_at = time.monotonic()
+        # liveness: when the loop last ticked and the poll thread last polled (monotonic; read
+        # by the health server's thread); starting counts as both
+        self._ticked_at = self._polled_at = time.monotonic()
+        self._watchdog = watchdog or Watchdog()
+        self._watch_signals = False
+        self.shutdown_s = d.revoke_timeout_s + SHUTDOWN_GRACE_S
         self._committing: asyncio.Task[None] | None = None
         self._next_commit_at = 0.0  # monotonic; no commit starts before
 
@@ -170,21 +182,36 @@ class Deliverer:
         self._stopping.set()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT drain and stop."""
+        """SIGTERM and SIGINT drain and stop, and the process ends within :attr:`shutdown_s`.
+
+        The drain gives requests in flight ``revoke_timeout_s``, then commits; should that last
+        commit or the consumer's close hang (a broker gone), the watchdog ends the process.
+        Nothing is lost either way: what is not committed is sent again by the next owner.
+        """
+
+        def handler(signum: int, _: FrameType | None) -> None:
+            log.info("stopping", signal=signum)
+            self.stop()
+            self._watchdog.shutdown(self.shutdown_s)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop())
+            signal.signal(sig, handler)
+        self._watch_signals = True
 
     @property
     def halted_lanes(self) -> list[LaneKey]:
         return [key for key, lane in self._lanes.items() if lane.halted]
 
     def alive(self) -> bool:
-        """Liveness: False when the loop has not ticked for ``deliverer.stall_timeout_s``.
+        """Liveness: False when the loop or the poll thread has not ticked for ``stall_timeout_s``.
 
-        A loop stuck in a call that never returns (or a hog) turns /healthz red, so a container
-        health check restarts the process; nothing else in the stage can notice it.
+        A loop or a poll thread stuck in a call that never returns (or a hog) turns /healthz
+        red, so a container health check restarts the process; nothing else can notice it. The
+        poll thread blocks at most ``revoke_timeout_s`` + 60 s in a rebalance callback, less
+        than the default stall timeout of 120 s.
         """
-        return time.monotonic() - self._ticked_at < self.settings.deliverer.stall_timeout_s
+        now, stall_s = time.monotonic(), self.settings.deliverer.stall_timeout_s
+        return now - self._ticked_at < stall_s and now - self._polled_at < stall_s
 
     def ready(self) -> bool:
         """Readiness: partitions assigned and no lane halted by a setup error.
@@ -195,7 +222,13 @@ class Deliverer:
 
     def run(self, *, max_idle_s: float | None = None) -> DelivererStats:
         """Run until stopped, or until idle for ``max_idle_s`` with nothing pending."""
-        asyncio.run(self._main(max_idle_s))
+        watchdog = self._watchdog.start()
+        if self._watch_signals:
+            watchdog.watch_signals(self.shutdown_s)
+        try:
+            asyncio.run(self._main(max_idle_s))
+        finally:
+            watchdog.stop()
         if self._crash is not None:
             # committed offsets never pass unsettled events, so stopping here loses nothing
             raise self._crash
@@ -217,9 +250,12 @@ class Deliverer:
         self._in_flight = asyncio.Semaphore(s.deliverer.max_in_flight)
         # the largest dead letter the broker and our producer take, read once: one that does
         # not fit is cut to prefixes + length + SHA-256 instead of failing (and stalling) here
-        self._max_record = await asyncio.to_thread(
-            max_record_bytes, s.admin_config(), s.producer_config(), [s.topics.dlq]
-        )
+        with self._watchdog.arm("reading the topics' record size limit", CALL_TIMEOUT_S + 1):
+            # the admin client honours its timeout: the deadline is only the backstop
+            self._max_record = await asyncio.to_thread(
+                max_record_bytes, s.admin_config(), s.producer_config(), [s.topics.dlq],
+                timeout_s=CALL_TIMEOUT_S,
+            )  # fmt: skip
         self._codecs = build_codecs(s)
         self._consumer = StageConsumer(consumer_config(s, self.worker))
         self._producer = StageProducer(s.producer_config(), transactional=False)
@@ -330,15 +366,21 @@ class Deliverer:
             self._loop.call_soon_threadsafe(self._crashed, exc)
         finally:
             self._run_jobs()
-            consumer.close()  # runs the revoke callback: in-flight work settles, offsets commit
+            # runs the revoke callback (its wait on the loop and its commit are bounded), then
+            # leaves the group: librdkafka may hang there when the coordinator is gone
+            closing_s = self.settings.deliverer.revoke_timeout_s + 2 * CALL_TIMEOUT_S
+            with self._watchdog.arm("closing the consumer", closing_s):
+                consumer.close()
 
     def _poll_loop(self, consumer: StageConsumer, codec: AvroCodec) -> None:
         while not self._poll_stop.is_set():
+            self._polled_at = time.monotonic()
             self._run_jobs()
             records = consumer.poll(1000, 0.05)
             if records:
                 items = [self._prepare(codec, r) for r in records]
                 while not self._handoff.acquire(timeout=0.1):
+                    self._polled_at = time.monotonic()
                     self._run_jobs()  # the loop may be waiting on a consumer call
                     if self._poll_stop.is_set():
                         return
@@ -375,7 +417,7 @@ class Deliverer:
         """Poll thread, inside the rebalance callback: settle on the loop, then commit here."""
         next_offsets = self._call(self._on_revoke(tps))
         try:
-            self._consumer.commit(next_offsets)
+            self._commit_offsets(next_offsets)
         except KafkaError as exc:
             # the partitions are gone either way; their new owner re-reads from the last commit
             log.warning("commit on revoke failed", error=str(exc))
@@ -820,6 +862,11 @@ class Deliverer:
         if not task.cancelled() and task.exception() is not None:
             self._crashed(task.exception())  # type: ignore[arg-type]
 
+    def _commit_offsets(self, next_offsets: dict[TopicPartition, int]) -> None:
+        """Poll thread: librdkafka's synchronous commit, which has no timeout of its own."""
+        with self._watchdog.arm("committing offsets", CALL_TIMEOUT_S):
+            self._consumer.commit(next_offsets)
+
     async def _commit(self) -> bool:
         """The commit protocol; False when the commit failed and should be tried again.
 
@@ -834,7 +881,7 @@ class Deliverer:
         if not next_offsets:
             return True
         try:
-            await self._on_poll_thread(lambda: self._consumer.commit(next_offsets))  # 3
+            await self._on_poll_thread(lambda: self._commit_offsets(next_offsets))  # 3
         except KafkaError as exc:
             if exc.fatal:
                 raise

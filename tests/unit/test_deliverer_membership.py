@@ -1,4 +1,4 @@
-"""The deliverer's consumer config: static membership per worker slot, and its liveness flag."""
+"""The deliverer's consumer config (static membership per worker slot), liveness, shutdown."""
 
 from __future__ import annotations
 
@@ -51,3 +51,16 @@ def test_alive_turns_false_when_the_loop_stops_ticking() -> None:
     assert stage.alive()
     stage._ticked_at = time.monotonic() - 6  # what a loop stuck for 6 s leaves behind
     assert not stage.alive()
+
+
+def test_alive_turns_false_when_the_poll_thread_stops_polling() -> None:
+    """A poll thread stuck in a librdkafka call turns liveness red too, though the loop ticks."""
+    stage = Deliverer(_settings(deliverer={"stall_timeout_s": 5}))
+    stage._polled_at = time.monotonic() - 6
+    assert not stage.alive()
+
+
+def test_shutdown_deadline_is_the_revoke_timeout_plus_a_grace() -> None:
+    """After SIGTERM the process ends within revoke_timeout_s + 5 s, whatever hangs."""
+    stage = Deliverer(_settings(deliverer={"revoke_timeout_s": 7}))
+    assert stage.shutdown_s == 12
