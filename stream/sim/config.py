@@ -145,7 +145,8 @@ class FaultConfig:
     timeout) and then closes the socket (``hang_mode="close"``) or processes the request after
     all (``"process"``: the events land although the client saw a timeout). Throttles say
     ``Retry-After: retry_after_seconds`` and ``estimated_time_to_regain_access``
-    (``regain_access_minutes``).
+    (``regain_access_minutes``), with usage headers at ``throttle_usage_percent`` (at 100 a
+    client rightly waits a minute: below it only the other hints count).
 
     A ``short_receipt`` (drawn at its rate, and for the first ``short_receipts_first`` requests
     after the plan is applied) processes a valid request but records only all except its last
@@ -162,6 +163,7 @@ class FaultConfig:
     hang_mode: str = "close"
     retry_after_seconds: int = 1
     regain_access_minutes: int = 1
+    throttle_usage_percent: int = 100
     poison: tuple[PoisonRule, ...] = ()
     short_receipts_first: int = 0
     short_receipt_missing: int = 1
@@ -178,6 +180,8 @@ class FaultConfig:
             raise ConfigError(f"hang_mode {self.hang_mode!r} is not one of {HANG_MODES}")
         if self.outage_seconds < 0 or self.hang_seconds < 0 or self.retry_after_seconds < 0:
             raise ConfigError("outage_seconds, hang_seconds and retry_after_seconds must be >= 0")
+        if not 0 <= self.throttle_usage_percent <= 100:
+            raise ConfigError("throttle_usage_percent must be within [0, 100]")
         if self.short_receipts_first < 0 or self.short_receipt_missing < 1:
             raise ConfigError("short_receipts_first must be >= 0 and short_receipt_missing >= 1")
 

@@ -107,19 +107,20 @@ def token_error(message: str, subcode: int | None = None) -> Response:
 
 
 def _usage_headers(pixel_id: str, faults: FaultConfig) -> tuple[tuple[str, str], ...]:
-    full = {"call_count": 100, "total_cputime": 100, "total_time": 100}
+    pct = faults.throttle_usage_percent
+    usage = {"call_count": pct, "total_cputime": pct, "total_time": pct}
     business = {
         pixel_id: [
             {
                 "type": "ads_management",
-                **full,
+                **usage,
                 "estimated_time_to_regain_access": faults.regain_access_minutes,
             }
         ]
     }
     return (
         ("Retry-After", str(faults.retry_after_seconds)),
-        ("X-App-Usage", orjson.dumps(full).decode()),
+        ("X-App-Usage", orjson.dumps(usage).decode()),
         ("X-Business-Use-Case-Usage", orjson.dumps(business).decode()),
     )
 

@@ -95,6 +95,29 @@ def test_every_event_is_accepted_exactly_once(
     assert _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == 2500
 
 
+def test_a_commit_follows_each_accepted_batch_not_the_timer(
+    kafka_bootstrap: str, names: dict[str, str], sim: Simulator
+) -> None:
+    """Offsets are committed within ~commit_min_interval_s of acceptance, not on a slow timer.
+
+    The periodic timer is set to 60 s: only the coalesced commit after each accepted batch can
+    bring the committed offsets to the end within the few seconds allowed.
+    """
+    ids = [f"cm-{i}" for i in range(600)]
+    _publish(kafka_bootstrap, names["enriched"], ids)
+    stage = Deliverer(_settings(kafka_bootstrap, names, sim, commit_interval_s=60.0))
+    thread = _run_in_thread(stage)
+    try:
+        _wait(lambda: sim.stats().accepted == len(ids), 60, "every event accepted")
+        accepted_at = time.monotonic()
+        group, topic = names["deliverer_group"], names["enriched"]
+        _wait(lambda: _committed(kafka_bootstrap, group, topic) == len(ids), 10, "the commit")
+        assert time.monotonic() - accepted_at < 3.0
+    finally:
+        stage.stop()
+        thread.join(60)
+
+
 def test_nothing_is_committed_while_the_simulator_hangs(
     kafka_bootstrap: str, names: dict[str, str], sim: Simulator
 ) -> None:

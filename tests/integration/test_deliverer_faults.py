@@ -168,7 +168,10 @@ def test_throttling_storm_slows_down_but_delivers_everything_once(
     """Throttle answers (codes 4, 17, 613, 80004 with HTTP 429) delay delivery, lose nothing."""
     make_topics(names["enriched"], names["dlq"], partitions=3)
     rates = {"throttle_4": 0.2, "throttle_17": 0.1, "throttle_613": 0.1, "throttle_80004": 0.2}
-    sim.set_faults(FaultConfig(seed=3, retry_after_seconds=1, rates=rates))
+    # usage below 100 % and no regain time: Retry-After (1 s) paces the storm, not the
+    # minute a saturated usage header rightly asks for
+    sim.set_faults(FaultConfig(seed=3, retry_after_seconds=1, regain_access_minutes=0,
+                               throttle_usage_percent=95, rates=rates))  # fmt: skip
     ids = [f"thr-{i}" for i in range(3000)]
     _publish(kafka_bootstrap, names["enriched"], ids, lambda i: PIXEL_A if i % 2 else PIXEL_B)
     stats = Deliverer(_settings(kafka_bootstrap, names, sim, max_events=250)).run(max_idle_s=4)

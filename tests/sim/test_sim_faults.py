@@ -296,3 +296,12 @@ def test_journal_keeps_each_request_with_its_times(start_sim: StartSim) -> None:
     assert (second.sent, len(second.keys), second.short) == (1, 1, False)
     assert first.answered_at - first.arrived_at >= 0.04
     assert second.keys[0][1] == event(2)["event_id"]
+
+
+def test_throttle_usage_percent_sets_the_usage_headers(
+    client: httpx.Client, sim: Simulator
+) -> None:
+    """throttle_usage_percent below 100 reports an unsaturated quota (no minute-long wait)."""
+    sim.set_faults(FaultConfig(rates={"throttle_4": 1.0}, throttle_usage_percent=95))
+    response = post(client, [event(0)])
+    assert orjson.loads(response.headers["x-app-usage"])["call_count"] == 95
