@@ -284,8 +284,10 @@ def test_both_stages_recover_from_a_broker_outage(
     assert set(sources) == {(r.partition, r.offset) for r in raw}  # and none has none
     assert len(enriched) == len(valid_ids)
     assert sim.stats().missing(("Purchase", e) for e in valid_ids) == set()
-    # a stage that ended itself did so by the watchdog (3) or on an error it saw (1), never hung
+    # a stage that ended itself did so by the watchdog (3) or on an error it saw (1, e.g. Kafka
+    # unreachable at start), never hung; and a few restarts did it, not a crash loop
     assert all(code in (1, EXIT_STUCK) for codes in restarts.values() for code in codes), restarts
+    assert all(len(codes) <= 3 for codes in restarts.values()), restarts
     # SIGTERM is honoured in time, in any state: revoke_timeout_s + 5 s, with 2 s of slack
     bound_s = REVOKE_TIMEOUT_S + 5 + 2
     assert all(code == 0 and took < bound_s for code, took in stop_codes), stop_codes
