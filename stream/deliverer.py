@@ -266,7 +266,8 @@ class Deliverer:
         poller = threading.Thread(target=self._poll_thread, name="capi-poll", daemon=True)
         self._poller = poller
         poller.start()
-        log.info("started", topic=s.topics.enriched, destinations=self._destinations)
+        log.info("started", topic=s.topics.enriched, destinations=self._destinations,
+                 worker=self.worker, max_record_bytes=self._max_record)  # fmt: skip
         last_report = self.clock()
         try:
             while not self._stopping.is_set():
