@@ -5,7 +5,7 @@ publish load, with both stages as processes restarted as a supervisor would. The
 stage dies when, when the broker is SIGKILLed and for how long) is drawn from the seed; the
 simulator answers with transient errors, resets, hangs and short receipts. Afterwards every
 invariant of issue 10 is checked from what the topics, the group offsets, the simulator and the
-logs hold. The whole test takes about two and a half minutes.
+logs hold. The whole test takes about 90 seconds (75 of them under load).
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ PUBLISH_S = 75.0  # how long the load (and the chaos) lasts
 STAGE_KILLS = 6  # three of each stage
 MAX_EVENTS = 100  # events per Graph request
 MAX_IN_FLIGHT = 4  # requests in flight, all lanes together
-IN_FLIGHT_CAP = MAX_EVENTS * MAX_IN_FLIGHT
+REQUEST_TIMEOUT_S, RETRY_MAX_S = 2.0, 1.0
+#: How long an accepted event may stay uncommitted: three failed attempts of the request of an
+#: earlier event in its partition (timeout plus the longest backoff each), plus a restart.
+COMMIT_LAG_BOUND_S = 3 * (REQUEST_TIMEOUT_S + RETRY_MAX_S) + 3
 #: Transient answers the deliverer must retry (never dead-letter), and short receipts.
 FAULT_RATES = {"http_500": 0.03, "http_503": 0.03, "code_2": 0.02, "reset": 0.02, "hang": 0.01,
                "short_receipt": 0.04}  # fmt: skip
@@ -146,8 +149,17 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
     The bound asserted is R_k <= F_k + A_k (nothing at or below a commit is ever re-sent); in
     distinct events, not copies, because a re-sent batch may itself meet a short receipt or a
     reset and be sent again within the next process's life, which is a fault's re-send, not the
-    crash's. A_k is also asserted to stay within one in-flight window plus what two seconds of
-    load accept (the commit lag that coalesced commits allow), against the ~2,000 of issue 10.
+    crash's.
+
+    A_k itself is not a constant: during a catch-up burst (after the broker's bounce the
+    normalizer delivers its backlog at several hundred events a second) it is whatever was
+    accepted while an earlier event of the same partition was still unconfirmed (in retry, or
+    re-sent after a short receipt). What coalesced commits promise is a short *time*: the
+    oldest accepted-but-uncommitted event at each kill must be younger than
+    COMMIT_LAG_BOUND_S (three failed attempts of an earlier request plus a restart), where a
+    2-second commit timer and lanes in backoff holding every partition made it unbounded.
+    Kills wait 8 s after the broker's return, since no commit at all is possible while it is
+    down (everything accepted then is "since the last commit").
     """
     began = time.monotonic()
     rng = random.Random(SEED)  # a repeatable schedule, not a secret
@@ -168,8 +180,8 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
         normalizer={"poll_batch": 200, "call_timeout_s": 15.0},
         deliverer={"graph_url": sim.url, "linger_ms": 100, "max_events": MAX_EVENTS,
                    "max_in_flight": MAX_IN_FLIGHT, "max_in_flight_per_lane": 2,
-                   "commit_interval_s": 1.0, "request_timeout_s": 2.0, "retry_base_s": 0.1,
-                   "retry_max_s": 1.0},
+                   "commit_interval_s": 1.0, "request_timeout_s": REQUEST_TIMEOUT_S,
+                   "retry_base_s": 0.1, "retry_max_s": RETRY_MAX_S},
     )  # fmt: skip
     stages = {
         "normalize": Supervised(["normalize"], settings, tmp_path / "normalizer.log"),
@@ -177,12 +189,18 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
     }
     group, enriched_topic = names["deliverer_group"], names["enriched"]
 
+    first_seen: dict[EventKey, float] = {}  # when the test first saw the simulator hold a key
+
     def supervise() -> None:
         for stage in stages.values():
             stage.ensure()
+        now = time.monotonic()
+        for key in sim.stats().received.keys() - first_seen.keys():
+            first_seen[key] = now
 
     deliverer_kills: list[DelivererKill] = []
     broker_down_s = 0.0
+    calm_from = 0.0  # stage kills wait until the stages had 8 s with the broker back
     publisher = SteadyPublisher(bootstrap, names["raw"], PIXELS, rate=RATE, prefix="ch").start()
     t0 = time.monotonic()
     for stage in stages.values():
@@ -191,8 +209,9 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
     actions.sort()
     try:
         for at, what in actions:
-            due = t0 + at
+            due = max(t0 + at, calm_from)
             wait_for(lambda d=due: time.monotonic() >= d, PUBLISH_S + 60, what, supervise)
+            supervise()  # a stage that just exited by itself is restarted, then killed
             if what == "broker":
                 broker.kill()
                 down_began = time.monotonic()
@@ -200,10 +219,16 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
                 wait_for(lambda b=back_at: time.monotonic() >= b, 30, "the outage", supervise)
                 broker.restart()
                 broker_down_s = time.monotonic() - down_began
+                calm_from = time.monotonic() + 8
             elif what == "normalize":
                 stages["normalize"].kill9()
                 stages["normalize"].start()
             else:
+                # mid-stream: the kill comes right after the simulator accepted something new
+                accepted = sim.stats().accepted
+                wait_for(lambda a=accepted: sim.stats().accepted > a, 30, "deliveries", supervise)
+                supervise()
+                killed_at = time.monotonic()
                 before = frozenset(sim.stats().received)
                 stages["deliver"].kill9()
                 wait_for(_quiet(sim), 15, "requests in flight to land")
@@ -217,8 +242,10 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
 
                 wait_for(read_offsets, 30, "the dead deliverer's committed offsets")
                 assert offsets is not None
-                deliverer_kills.append(DelivererKill(at, before, after, offsets))
+                deliverer_kills.append(DelivererKill(killed_at - t0, before, after, offsets))
                 stages["deliver"].start()
+            # a restarted stage runs at least 3 s before the next kill, however late this one was
+            calm_from = max(calm_from, time.monotonic() + 3)
         wait_for(lambda: time.monotonic() - t0 >= PUBLISH_S, 60, "the end of the load", supervise)
         raw_count = publisher.finish()
         load_s = time.monotonic() - t0
@@ -258,13 +285,29 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
             if (at := where.get(key[1])) is not None and at[1] >= kill.committed.get(at[0], 0)
         }  # fmt: skip
         accepted_since_commit = len(uncommitted & kill.before)
+        # how long the oldest accepted-uncommitted event had been accepted (to 0.2 s)
+        oldest = min((first_seen[key] for key in uncommitted & kill.before if key in first_seen),
+                     default=t0 + kill.at)  # fmt: skip
+        lag = t0 + kill.at - oldest
+        recent = sum(1 for t in first_seen.values() if t0 + kill.at - 3 <= t <= t0 + kill.at)
         in_flight = len(kill.after.keys() - kill.before)
         resent = {key for key, n in kill.after.items() if later.get(key, 0) > n}
         copies = sum(later[key] - kill.after[key] for key in resent)
-        figures.append((round(kill.at), accepted_since_commit, in_flight, len(resent), copies))
+        figures.append(
+            (
+                round(kill.at),
+                len(kill.before),
+                accepted_since_commit,
+                in_flight,
+                len(resent),
+                copies,
+                round(lag, 1),
+                recent,
+            )
+        )
         assert resent <= uncommitted, f"kill {k}: re-sent events below the committed offset"
         assert len(resent) <= in_flight + accepted_since_commit, figures[-1]
-        assert accepted_since_commit <= IN_FLIGHT_CAP + 2 * RATE, figures[-1]
+        assert lag <= COMMIT_LAG_BOUND_S, f"kill {k}: commits held back {lag:.1f}s: {figures}"
     # 5. no token, app secret or raw PII in any log or dead letter
     forbidden = (*TOKENS, APP_SECRET, *PII)
     logs = [stage.log.read_text(errors="replace") for stage in stages.values()]
@@ -280,8 +323,9 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
         f"dead letters {dict(out.reasons)}; kills {kills}; broker down {broker_down_s:.1f}s at "
         f"{bounce_at:.0f}s; self-exits normalize {stages['normalize'].exits} deliver "
         f"{stages['deliver'].exits}; sim faults {dict(final.faults)}, duplicates "
-        f"{final.duplicates}; per deliverer kill (s, A accepted-uncommitted, F in flight, "
-        f"R re-sent, copies) {figures}; drained in {drain:.1f}s; stop codes {stop_codes}; "
-        f"{time.monotonic() - began:.0f}s"
+        f"{final.duplicates}; per deliverer kill (s, accepted so far, A accepted-uncommitted, "
+        f"F in flight, R re-sent, copies, oldest uncommitted s, accepted in last 3 s) "
+        f"{figures}; drained in {drain:.1f}s; "
+        f"stop codes {stop_codes}; {time.monotonic() - began:.0f}s"
     )
     assert stop_codes == {"normalize": 0, "deliver": 0}, {n: s.tail() for n, s in stages.items()}
