@@ -106,7 +106,9 @@ METRICS: Final[Mapping[str, MetricSpec]] = {
         "counter", "The events_received Meta reported for accepted requests.", ("pixel",)
     ),
     "short_receipts": MetricSpec(
-        "counter", "Accepted requests whose events_received was below the events sent.", ("pixel",)
+        "counter",
+        "2xx answers whose events_received was below the events sent (re-sent, then dead-lettered).",
+        ("pixel",),
     ),
     "retries": MetricSpec("counter", "Requests retried, by failure class.", ("kind",)),
     "commits": MetricSpec("counter", "Offset commits of the deliver stage."),
