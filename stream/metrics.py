@@ -107,7 +107,7 @@ METRICS: Final[Mapping[str, MetricSpec]] = {
     ),
     "short_receipts": MetricSpec(
         "counter",
-        "2xx answers whose events_received was below the events sent (re-sent, then dead-lettered).",
+        "2xx answers counting fewer events than sent (re-sent, then dead-lettered).",
         ("pixel",),
     ),
     "retries": MetricSpec("counter", "Requests retried, by failure class.", ("kind",)),
