@@ -364,7 +364,7 @@ class Deliverer:
         try:
             self._poll_loop(consumer, codec)
         except Exception as exc:  # noqa: BLE001 - handed to the loop, which stops and re-raises
-            self._loop.call_soon_threadsafe(self._crashed, exc)
+            self._loop.call_soon_threadsafe(self._crashed, _explain_fencing(exc))
         finally:
             self._run_jobs()
             # runs the revoke callback (its wait on the loop and its commit are bounded), then
@@ -912,6 +912,22 @@ def consumer_config(settings: Settings, worker: int) -> KafkaProps:
     if d.static_membership and "group.instance.id" not in passthrough:
         extra["group.instance.id"] = f"{d.group_instance_id or d.group_id}-{worker}"
     return settings.consumer_config(d.group_id, **extra)
+
+
+def _explain_fencing(exc: Exception) -> Exception:
+    """Name the fix when another live process took this one's static group.instance.id.
+
+    The broker fences the older of two members with one id; under supervisors on two hosts the
+    fenced one restarts and fences the other in turn, so the line must say what to change.
+    """
+    if isinstance(exc, KafkaError) and "same group.instance.id" in str(exc):
+        return KafkaError(
+            "another deliverer process uses this process's group.instance.id: give each process "
+            "in the group its own --worker slot (or deliverer.group_instance_id prefix per host)"
+            f"; {exc}",
+            fatal=True,
+        )
+    return exc
 
 
 def _destinations(settings: Settings) -> tuple[str, ...]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from stream.config import Settings
-from stream.deliverer import Deliverer, consumer_config
+from stream.core.errors import KafkaError
+from stream.deliverer import Deliverer, _explain_fencing, consumer_config
 
 
 def _settings(**values: object) -> Settings:
@@ -64,3 +65,18 @@ def test_shutdown_deadline_is_the_revoke_timeout_plus_a_grace() -> None:
     """After SIGTERM the process ends within revoke_timeout_s + 5 s, whatever hangs."""
     stage = Deliverer(_settings(deliverer={"revoke_timeout_s": 7}))
     assert stage.shutdown_s == 12
+
+
+def test_a_fenced_static_member_is_told_what_to_change() -> None:
+    """librdkafka's fencing error becomes one fatal line naming --worker as the fix."""
+    fenced = KafkaError(
+        "consuming: _FATAL: Fatal error: Broker: Static consumer fenced by other consumer with "
+        "same group.instance.id",
+        fatal=True,
+    )
+    explained = _explain_fencing(fenced)
+    assert isinstance(explained, KafkaError)
+    assert explained.fatal
+    assert "--worker" in str(explained)
+    other = KafkaError("consuming: something else")
+    assert _explain_fencing(other) is other
