@@ -121,8 +121,8 @@ class Deliverer(_Section):
     # re-sends of a batch Meta answered with events_received below the number sent, before the
     # unconfirmed events are dead-lettered as short_receipt
     short_receipt_retries: int = Field(3, ge=0)
-    # static group membership: group.instance.id = "<group_id>-<worker>" unless set here
-    # (a prefix; the worker index is appended); null with static_membership=false turns it off
+    # static group membership: group.instance.id = "<group_id>-<host name>-<worker>", or
+    # "<group_instance_id>-<worker>" when set here; static_membership=false turns it off
     static_membership: bool = True
     group_instance_id: str | None = None
     # /healthz turns red when the loop has not ticked for this long

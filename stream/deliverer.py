@@ -29,6 +29,7 @@ import importlib
 import queue
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -896,21 +897,24 @@ class Deliverer:
         return True
 
 
-def consumer_config(settings: Settings, worker: int) -> KafkaProps:
+def consumer_config(settings: Settings, worker: int, host: str | None = None) -> KafkaProps:
     """The deliverer's librdkafka consumer config, with its static ``group.instance.id``.
 
     With ``deliverer.static_membership`` the member of worker slot ``worker`` is
-    ``"{group_instance_id or group_id}-{worker}"``: a restarted worker takes its slot's
-    partitions back without a rebalance and without waiting out ``session.timeout.ms`` for its
-    dead predecessor. A ``group.instance.id`` in the passthrough settings (``kafka`` or
-    ``consumer``) wins, as every passthrough property does. Two live processes must never share
-    one: the broker fences the older (a fatal error that stops it).
+    ``"{group_id}-{host}-{worker}"``, or ``"{group_instance_id}-{worker}"`` when
+    ``deliverer.group_instance_id`` is set (e.g. a StatefulSet pod's name). The host name keeps
+    slot 0 of two hosts (or of two ``docker compose --scale`` replicas) apart. A restarted worker
+    takes its slot's partitions back without a rebalance and without waiting out
+    ``session.timeout.ms`` for its dead predecessor. A ``group.instance.id`` in the passthrough
+    settings (``kafka`` or ``consumer``) wins, as every passthrough property does. Two live
+    processes must never share one: the broker fences the older (a fatal error that stops it).
     """
     d = settings.deliverer
     extra: dict[str, str | int | float | bool] = {"queued.max.messages.kbytes": PREFETCH_KBYTES}
     passthrough = {**settings.kafka, **settings.consumer}
     if d.static_membership and "group.instance.id" not in passthrough:
-        extra["group.instance.id"] = f"{d.group_instance_id or d.group_id}-{worker}"
+        prefix = d.group_instance_id or f"{d.group_id}-{host or socket.gethostname()}"
+        extra["group.instance.id"] = f"{prefix}-{worker}"
     return settings.consumer_config(d.group_id, **extra)
 
 

@@ -152,7 +152,9 @@ def test_three_workers_lose_nothing_when_one_is_killed_mid_stream(
     settings = _settings(kafka_bootstrap, names, sim)
     group = names["deliverer_group"]
     logs = [tmp_path / f"deliver-{i}.log" for i in range(3)]
-    procs = [start_stage(["deliver"], settings, log) for log in logs]
+    # each its own worker slot: one static group.instance.id per process
+    procs = [start_stage(["deliver", "--worker", str(i)], settings, log)
+             for i, log in enumerate(logs)]  # fmt: skip
     try:
         _wait(lambda: sorted(_members(admin, group)) == [2, 2, 2], 60, "three members, 2 each")
         published = time.monotonic()
@@ -195,8 +197,8 @@ def test_supervised_workers_restart_a_killed_one_and_drain_on_stop(
     settings = _settings(kafka_bootstrap, names, sim)
     group = names["deliverer_group"]
     sup = Supervisor(
-        3, lambda _: cli_argv("deliver"), stage_env(settings), backoff_base_s=0.5,
-        drain_timeout_s=30, handle_signals=False,
+        3, lambda i: cli_argv("deliver", "--worker", str(i)), stage_env(settings),
+        backoff_base_s=0.5, drain_timeout_s=30, handle_signals=False,
     )  # fmt: skip
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.update(code=sup.run()), daemon=True)

@@ -14,15 +14,24 @@ def _settings(**values: object) -> Settings:
 
 
 def test_each_worker_slot_gets_its_own_static_instance_id() -> None:
-    """group.instance.id is the group id plus the worker index: stable across restarts."""
+    """group.instance.id is the group id, the host and the worker index: stable across restarts."""
     settings = _settings(deliverer={"group_id": "deliv"})
-    assert consumer_config(settings, 0)["group.instance.id"] == "deliv-0"
-    assert consumer_config(settings, 3)["group.instance.id"] == "deliv-3"
-    assert consumer_config(settings, 3)["group.id"] == "deliv"
+    assert consumer_config(settings, 0, "h1")["group.instance.id"] == "deliv-h1-0"
+    assert consumer_config(settings, 3, "h1")["group.instance.id"] == "deliv-h1-3"
+    assert consumer_config(settings, 3, "h1")["group.id"] == "deliv"
+
+
+def test_slot_zero_of_two_hosts_are_different_members() -> None:
+    """Two hosts (or compose replicas) left at --worker 0 do not fence each other."""
+    settings = _settings()
+    assert (
+        consumer_config(settings, 0, "host-a")["group.instance.id"]
+        != consumer_config(settings, 0, "host-b")["group.instance.id"]
+    )
 
 
 def test_group_instance_id_setting_is_a_prefix() -> None:
-    """deliverer.group_instance_id replaces the group id as the prefix; the index stays."""
+    """deliverer.group_instance_id replaces the group id and host as the prefix; the index stays."""
     settings = _settings(deliverer={"group_instance_id": "eu-host-7"})
     assert consumer_config(settings, 2)["group.instance.id"] == "eu-host-7-2"
 
