@@ -112,6 +112,21 @@ def test_leader_loss_in_a_three_broker_cluster_neither_loses_nor_doubles_nor_sti
 
         return check
 
+    def partition_offsets() -> dict[str, dict[int, int]]:
+        norm = committed(bootstrap, names["normalizer_group"], names["raw"], PARTITIONS)
+        deliv = committed(bootstrap, names["deliverer_group"], names["enriched"], PARTITIONS)
+        assert norm is not None
+        assert deliv is not None
+        return {"raw": norm, "enriched": deliv}
+
+    def led_partitions_moved(before: dict[str, dict[int, int]], led: dict[str, list[int]]) -> bool:
+        norm = committed(bootstrap, names["normalizer_group"], names["raw"], PARTITIONS)
+        deliv = committed(bootstrap, names["deliverer_group"], names["enriched"], PARTITIONS)
+        if norm is None or deliv is None:
+            return False
+        now = {"raw": norm, "enriched": deliv}
+        return all(now[t][p] >= before[t][p] + 50 for t, parts in led.items() for p in parts)
+
     publisher = SteadyPublisher(bootstrap, names["raw"], PIXELS, rate=RATE, prefix="cl").start()
     normalizer.start()
     deliverer.start()
@@ -119,12 +134,17 @@ def test_leader_loss_in_a_three_broker_cluster_neither_loses_nor_doubles_nor_sti
     try:
         timings["first commits"] = wait_for(both_past((0, 0), 300), 90, "first commits", supervise)
         victim = _victim(admin, names["raw"], names["enriched"])
+        led = {t: [p for p, n in _leaders(admin, names[t]).items() if n == victim]
+               for t in ("raw", "enriched")}  # fmt: skip
+        at_kill = partition_offsets()
         kafka_cluster.kill(victim)
         killed_at, mark = time.monotonic(), totals()
-        # carry on without the node: its partitions get new leaders from the two others
+        # carry on without the node: its partitions get new leaders from the two others, and
+        # both stages commit past where they were on exactly those partitions
         timings["progress without the node"] = wait_for(
-            both_past(mark, 600), 120, "progress after the leader's loss", supervise
-        )
+            lambda: both_past(mark, 600)() and led_partitions_moved(at_kill, led), 120,
+            "progress on the lost leader's partitions", supervise,
+        )  # fmt: skip
         moved = _leaders(admin, names["raw"])
         assert victim not in moved.values(), moved
         # keep it down a while longer under load, then bring it back on its own dir and ports
@@ -169,7 +189,8 @@ def test_leader_loss_in_a_three_broker_cluster_neither_loses_nor_doubles_nor_sti
     stats = sim.stats()
     assert stats.accepted == len(out.enriched)
     print(  # the figures the report quotes (pytest -s)
-        f"\ncluster: victim node {victim}, {raw_count} raw, {len(out.enriched)} enriched, "
+        f"\ncluster: victim node {victim} (leader of {led}), {raw_count} raw, "
+        f"{len(out.enriched)} enriched, "
         f"{sum(out.reasons.values())} dead letters, {stats.duplicates} duplicates at the sim; "
         f"normalizer exits {normalizer.exits}, deliverer exits {deliverer.exits}; "
         f"{ {k: round(v, 1) for k, v in timings.items()} }; "
