@@ -242,11 +242,21 @@ class Deliverer:
             log.error("stopping after an error", error=f"{type(exc).__name__}: {exc}")
         self._stopping.set()
 
+    def _loop_error(self, _: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if not isinstance(exc, BaseException):
+            exc = RuntimeError(str(context.get("message", "an error in the event loop")))
+        self._crashed(exc)
+
     # -- the loop ----------------------------------------------------------------------------
 
     async def _main(self, max_idle_s: float | None) -> None:
         s = self.settings
         self._loop = asyncio.get_running_loop()
+        # an error in a loop callback (``_ingest`` producing a dead letter, say) is by default
+        # logged by asyncio and forgotten, leaving its record tracked but never settled: the
+        # partition would stall in silence. Stop the stage instead; nothing uncommitted is lost.
+        self._loop.set_exception_handler(self._loop_error)
         # the global limit; each lane also has its own (max_in_flight_per_lane)
         self._in_flight = asyncio.Semaphore(s.deliverer.max_in_flight)
         # the largest dead letter the broker and our producer take, read once: one that does

@@ -90,3 +90,32 @@ def enriched(codecs: Codecs, event_id: str, size: int) -> bytes:
         "test_event_code": result.test_event_code, "warnings": list(result.warnings),
         "source": {"topic": "raw", "partition": 0, "offset": 0}, "normalized_at": NOW * 1000,
     })  # fmt: skip
+
+
+def test_a_dead_letter_the_broker_refuses_stops_the_stage_instead_of_stalling(
+    kafka_bootstrap: str, unique: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Had the limit been read wrong, producing the dead letter fails (MSG_SIZE_TOO_LARGE): the
+    stage must stop with that error (its supervisor restarts it, nothing is committed past the
+    event), never go on with the record tracked and unsettled, silently holding its partition."""
+    import stream.deliverer
+
+    names = names_for(unique)
+    create_topics(kafka_bootstrap, names["enriched"], names["dlq"])
+    # what a wrong limit would let through: every letter whole, however large
+    monkeypatch.setattr(stream.deliverer, "max_record_bytes", lambda *_, **__: 10**9)
+    with Simulator(SimConfig(tokens={TOKEN: frozenset({"*"})})) as sim:
+        settings = stage_settings(
+            kafka_bootstrap, names, access_token=TOKEN,
+            deliverer={"graph_url": sim.url, "linger_ms": 200, "max_bytes": 500_000},
+        )  # fmt: skip
+        codecs = build_codecs(settings)
+        big = enriched(codecs, "big", 1_010_000)
+        after = enriched(codecs, "ok-after", 0)
+        codecs.close()
+        big_producer_produce(kafka_bootstrap, names["enriched"], [(b"big", big), (b"ok", after)])
+        began = time.monotonic()
+        with pytest.raises(Exception, match=r"MSG_SIZE_TOO_LARGE|too large"):
+            Deliverer(settings).run(max_idle_s=30)
+    assert time.monotonic() - began < 25  # stopped on the error, not after idling out
+    assert committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) in (None, 0)
