@@ -40,6 +40,9 @@ from stream.kafka.errors import translate
 
 #: librdkafka's default ``message.max.bytes`` (the producer's own cap on one record).
 PRODUCER_DEFAULT_MAX_BYTES: Final = 1_000_000
+#: Apache Kafka's default ``max.message.bytes``: assumed for a topic whose broker does not report
+#: it (some Kafka-compatible brokers, such as the demo's embedded one, describe no such config).
+BROKER_DEFAULT_MAX_BYTES: Final = 1_048_588
 #: Bytes kept free for the record batch and record framing (see the module docstring).
 SAFETY_MARGIN: Final = 8 * 1024
 #: Below this a limit leaves no room for a bounded dead letter: a configuration mistake.
@@ -56,7 +59,8 @@ def max_record_bytes(
 
     The smallest of each topic's ``max.message.bytes`` (asked of the broker once) and the
     producer's ``message.max.bytes`` (librdkafka's default when unset), less
-    :data:`SAFETY_MARGIN`. Raises :class:`KafkaError` when the broker cannot say, and when the
+    :data:`SAFETY_MARGIN`. A topic whose broker describes no ``max.message.bytes`` counts with
+    Kafka's default. Raises :class:`KafkaError` when the broker does not answer, and when the
     result is below :data:`MIN_RECORD_BYTES`.
     """
     limits = {"producer message.max.bytes": _producer_limit(producer_config)}
@@ -95,9 +99,9 @@ def _topic_limits(
         for resource, future in futures.items():
             entries = future.result(timeout=timeout_s)
             entry = entries.get("max.message.bytes")
-            if entry is None or entry.value is None:
-                raise KafkaError(f"topic {resource.name} has no max.message.bytes")
-            limits[f"topic {resource.name} max.message.bytes"] = int(entry.value)
+            reported = entry.value if entry is not None else None
+            value = int(reported) if reported is not None else BROKER_DEFAULT_MAX_BYTES
+            limits[f"topic {resource.name} max.message.bytes"] = value
     except KafkaException as exc:
         raise translate(exc, "reading the topics' max.message.bytes") from exc
     except TimeoutError as exc:
