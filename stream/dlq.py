@@ -168,10 +168,15 @@ def republish_headers(record: Record, letter: Mapping[str, Any]) -> list[tuple[s
 def run(args: argparse.Namespace) -> int:
     """The ``dlq`` handler: dispatches to summary, show or republish."""
     from stream.config import load_settings
+    from stream.kafka.cluster import wait_for_cluster
     from stream.kafka.serde import build_codecs
 
     overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
     settings = load_settings(args.config, **overrides)
+    wait_for_cluster(
+        settings,
+        lambda line: print(f"capi-stream dlq: {line}", file=sys.stderr, flush=True),
+    )
     codecs = build_codecs(settings)
     try:
         if args.dlq_command == "summary":

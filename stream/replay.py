@@ -224,6 +224,7 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """The ``replay`` handler; returns the exit code."""
     from stream.config import load_settings
+    from stream.kafka.cluster import wait_for_cluster
     from stream.kafka.offsets_admin import OffsetsAdmin, parse_offsets
 
     now = time.time()
@@ -239,6 +240,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
     settings = load_settings(args.config, **overrides)
+    wait_for_cluster(
+        settings,
+        lambda line: print(f"capi-stream replay: {line}", file=sys.stderr, flush=True),
+    )
     stage = stage_of(settings, args.stage)
     admin = OffsetsAdmin(settings)
     ranges = admin.ranges(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import json
 import warnings
 from collections.abc import Mapping
@@ -10,8 +12,13 @@ from typing import Any
 
 with warnings.catch_warnings():
     # confluent-kafka's registry client imports authlib's httpx integration, which warns
-    # "deprecated" at import time; the warning is about their dependency, not our use
-    warnings.simplefilter("ignore", DeprecationWarning)
+    # "deprecated" at import time (AuthlibDeprecationWarning, not a DeprecationWarning subclass);
+    # the warning is about their dependency, not our use, and printed on every command's start.
+    # authlib installs an "always" filter for it when first imported, which would win over ours:
+    # import it first, then ignore
+    with contextlib.suppress(ImportError):
+        importlib.import_module("authlib.deprecate")
+    warnings.simplefilter("ignore")
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 

@@ -112,8 +112,15 @@ CONNECT_TIMEOUT_S = 2
 
 @pytest.mark.parametrize(
     "command",
-    [["topics", "create"], ["publish", "-"], ["normalize"], ["deliver"]],
-    ids=["topics-create", "publish", "normalize", "deliver"],
+    [
+        ["topics", "create"],
+        ["publish", "-"],
+        ["normalize"],
+        ["deliver"],
+        ["dlq", "summary"],
+        ["replay", "--stage", "deliver", "--mode", "oneoff", "--from", "1h"],
+    ],
+    ids=["topics-create", "publish", "normalize", "deliver", "dlq", "replay"],
 )
 def test_unreachable_cluster_waits_bounded_and_says_so_once(
     refused_port: int, command: list[str]
