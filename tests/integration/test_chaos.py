@@ -226,7 +226,7 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
             else:
                 # mid-stream: the kill comes right after the simulator accepted something new
                 accepted = sim.stats().accepted
-                wait_for(lambda a=accepted: sim.stats().accepted > a, 30, "deliveries", supervise)
+                wait_for(lambda a=accepted: sim.stats().accepted > a, 60, "deliveries", supervise)
                 supervise()
                 killed_at = time.monotonic()
                 before = frozenset(sim.stats().received)
