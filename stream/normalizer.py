@@ -148,12 +148,7 @@ class Normalizer:
         arm = self._watchdog.arm
         self._last_tick = self._monotonic()
         codecs = build_codecs(s)
-        # the admin client honours its timeout: the deadline is only the backstop
-        with arm("reading the topics' record size limit", self._call_timeout_s + 1.0):
-            limit = max_record_bytes(
-                s.admin_config(), s.producer_config(), [s.topics.enriched, s.topics.dlq],
-                timeout_s=self._call_timeout_s,
-            )  # fmt: skip
+        limit = self._record_limit()
         enricher = Enricher(
             codecs.raw, codecs.enriched, codecs.dlq, normalize_options(s), max_record_bytes=limit
         )
@@ -190,6 +185,24 @@ class Normalizer:
             producer.close(self._call_timeout_s)
             codecs.close()
         return self.stats
+
+    def _record_limit(self) -> int:
+        """The largest output record the enriched and dead-letter topics accept (read once)."""
+        s = self.settings
+        # the admin client honours its timeout: the deadline is only the backstop
+        with self._watchdog.arm("reading the topics' record size limit", self._call_timeout_s + 1):
+            try:
+                return max_record_bytes(
+                    s.admin_config(), s.producer_config(), [s.topics.enriched, s.topics.dlq],
+                    timeout_s=self._call_timeout_s,
+                )  # fmt: skip
+            except KafkaError as exc:
+                if exc.retriable or exc.fatal:
+                    raise  # unreachable (a restart tries again) or a limit too small to work
+                # a broker that does not report max.message.bytes (the embedded one): the
+                # producer's own message.max.bytes still bounds every record we produce
+                log.warning("topic record size limit unknown; using the producer's", error=str(exc))
+                return max_record_bytes(s.admin_config(), s.producer_config(), [])
 
     def _producer(self) -> StageProducer:
         s = self.settings
