@@ -929,15 +929,21 @@ def consumer_config(settings: Settings, worker: int, host: str | None = None) ->
 
 
 def _explain_fencing(exc: Exception) -> Exception:
-    """Name the fix when another live process took this one's static group.instance.id.
+    """Name the causes when the broker fenced this static member.
 
-    The broker fences the older of two members with one id; under supervisors on two hosts the
-    fenced one restarts and fences the other in turn, so the line must say what to change.
+    Two causes give librdkafka's one fatal error: another live process took this process's
+    ``group.instance.id`` (two hosts or two processes left at one ``--worker`` slot; under
+    supervisors they would fence each other in turn), or the group coordinator expired this
+    member's session while it could not reach it (a broker outage longer than
+    ``session.timeout.ms``) and refuses the old member on its return. Either way the process
+    exits (nothing uncommitted is lost) and its supervisor's restart joins afresh.
     """
     if isinstance(exc, KafkaError) and "same group.instance.id" in str(exc):
         return KafkaError(
-            "another deliverer process uses this process's group.instance.id: give each process "
-            "in the group its own --worker slot (or deliverer.group_instance_id prefix per host)"
+            "fenced as a static group member: either another deliverer process uses this "
+            "process's group.instance.id (give each its own --worker slot, or "
+            "deliverer.group_instance_id), or the group coordinator expired this member's "
+            "session during an outage (a restart rejoins)"
             f"; {exc}",
             fatal=True,
         )
