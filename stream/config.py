@@ -86,7 +86,7 @@ class Normalizer(_Section):
     poll_timeout_s: float = Field(0.5, gt=0)
     # a blocking librdkafka call (init/begin/send offsets/commit/abort, flush) that has not
     # returned after this long ends the process non-zero: its supervisor restarts it
-    call_timeout_s: float = Field(60.0, gt=0)
+    call_timeout_s: float = Field(30.0, gt=0)
     # /healthz turns red when the loop has not ticked for this long
     stall_timeout_s: float = Field(120.0, gt=0)
 

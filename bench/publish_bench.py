@@ -1,0 +1,301 @@
+"""The operator tools beside hand-written loops, in the same run, against the same real broker.
+
+Three pairs, each run in alternating rounds (hand-written, tool, hand-written, …) so a noisy
+neighbour slows both sides alike; every figure is a median and every goal a ratio (≥ 0.8×):
+
+* ``publish``: ``capi-stream publish`` of a CSV file with Meta's offline-events columns, against
+  ten lines that read the same CSV, build the raw schema's dict, encode it with fastavro and
+  produce it idempotently (``acks=all``, the same producer settings). The first records of both
+  topics are compared byte for byte, so the loop cannot win by doing less.
+* ``replay``: ``capi-stream replay --stage normalize --mode oneoff`` over the published
+  partition, against a loop that reads the same range and produces every record again.
+* ``dlq``: ``capi-stream dlq republish --to raw`` over normalize-stage dead letters holding
+  those records, against a loop that reads each letter, decodes it and produces its original.
+
+The tools run in this process through their CLI entry (``stream.cli.main``), settings from the
+environment as a user would give them; each round writes to fresh topics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import common
+from bench.common import (
+    CURRENCIES,
+    DOMAINS,
+    FIRST_NAMES,
+    LAST_NAMES,
+    create_topics,
+    log,
+    median,
+    timed,
+    unique,
+)
+
+#: Meta's offline-events upload columns (its template repeats ``email`` and ``phone``).
+OFFLINE_COLUMNS = (
+    "event_id", "email", "email", "phone", "phone", "fn", "ln", "zip", "ct", "st", "country",
+    "dob", "gen", "extern_id", "event_name", "event_time", "value", "currency", "order_id",
+)  # fmt: skip
+_CITIES = (("Menlo Park", "CA", "94025"), ("Austin", "TX", "73301"), ("Paris", "", "75001"),
+           ("Berlin", "", "10115"), ("Seattle", "WA", "98101"), ("London", "", "SW1A 1AA"))  # fmt: skip
+_COUNTRY = {"CA": "US", "TX": "US", "WA": "US", "75001": "FR", "10115": "DE", "SW1A 1AA": "GB"}
+GOAL = 0.8
+
+
+def write_offline_csv(path: Path, rows: int, seed: int, now: int) -> None:
+    """``rows`` offline purchases; about a third of customers come back (same e-mail, phone)."""
+    r = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(OFFLINE_COLUMNS)
+        for i in range(rows):
+            who = r.randrange(rows * 2 // 3 + 1)  # a returning customer now and then
+            first, last = FIRST_NAMES[who % len(FIRST_NAMES)], LAST_NAMES[who % len(LAST_NAMES)]
+            email = f"{common._ascii(first)}.{common._ascii(last)}.{who}@{DOMAINS[who % 10]}"
+            second = f"{common._ascii(last)}{who}@{DOMAINS[(who + 3) % 10]}" if i % 3 else ""
+            city, state, zip_code = _CITIES[who % len(_CITIES)]
+            country = _COUNTRY.get(state or zip_code, "US")
+            phone = common._phone(random.Random(who), who)
+            writer.writerow((
+                f"offline-{seed}-{i}", email, second, phone, "" if i % 4 else phone[::-1][:10],
+                first, last, zip_code, city, state, country,
+                f"{1950 + who % 50}-{1 + who % 12:02d}-{1 + who % 28:02d}", "fm"[who % 2],
+                f"crm-{who}", "Purchase", str(now - r.randrange(2 * 86_400)),
+                f"{r.randrange(100, 100_000) / 100:.2f}", r.choice(CURRENCIES), f"order-{i}",
+            ))  # fmt: skip
+
+
+def hand_publish(bootstrap: str, topic: str, path: Path, producer_config: dict[str, Any]) -> int:
+    """The ten-line loop: csv → the raw schema's dict → fastavro → idempotent produce."""
+    import fastavro
+    from confluent_kafka import Producer
+
+    from stream import schemas
+
+    schema, producer, count = fastavro.parse_schema(schemas.load("conversion_event")), None, 0
+    producer = Producer(producer_config)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        next(rows)
+        for c in rows:
+            ud = {"em": [v for v in c[1:3] if v], "ph": [v for v in c[3:5] if v], "fn": [c[5]],
+                  "ln": [c[6]], "zp": [c[7]], "ct": [c[8]], "st": [c[9]] if c[9] else [],
+                  "country": [c[10]], "db": [c[11]], "ge": [c[12]], "external_id": [c[13]]}  # fmt: skip
+            event = {"event_id": c[0], "event_name": c[14], "event_time": int(c[15]),
+                     "action_source": "physical_store", "user_data": ud,
+                     "custom_data": {"value": float(c[16]), "currency": c[17], "order_id": c[18]}}  # fmt: skip
+            buf = io.BytesIO()
+            fastavro.schemaless_writer(buf, schema, event)
+            while True:
+                try:
+                    producer.produce(topic, buf.getvalue(), c[0].encode())
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+            count += 1
+    if producer.flush(120):
+        raise RuntimeError("the hand-written loop left records unacknowledged")
+    return count
+
+
+def hand_copy(
+    bootstrap: str, source: str, target: str, records: int, *, letters: bool = False
+) -> int:
+    """A plain consume-and-produce copy of ``records`` records (``letters``: their originals)."""
+    import fastavro
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from stream import schemas
+
+    letter_schema = fastavro.parse_schema(schemas.load("dead_letter"))
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("copy"),
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         "acks": "all", "linger.ms": 20, "compression.type": "lz4"})  # fmt: skip
+    consumer.assign([TopicPartition(source, 0, 0)])  # as the tools do: no group to join
+    copied = 0
+    try:
+        while copied < records:
+            for msg in consumer.consume(500, 1.0):
+                if msg.error():
+                    continue
+                key, value = msg.key(), msg.value()
+                if letters:
+                    letter = fastavro.schemaless_reader(io.BytesIO(value), letter_schema, None)
+                    key, value = letter["original_key"], letter["original_value"]
+                while True:
+                    try:
+                        producer.produce(target, value, key, headers=msg.headers())
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                producer.poll(0)
+                copied += 1
+    finally:
+        consumer.close()
+    if producer.flush(120):
+        raise RuntimeError("the copy loop left records unacknowledged")
+    return copied
+
+
+@contextlib.contextmanager
+def _env(bootstrap: str, raw: str, dlq: str) -> Iterator[None]:
+    """The tool's settings as a user gives them: ``CAPI_STREAM_*`` variables."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CAPI_STREAM_")}
+    for k in saved:
+        del os.environ[k]
+    os.environ["CAPI_STREAM_BOOTSTRAP_SERVERS"] = bootstrap
+    os.environ["CAPI_STREAM_TOPICS"] = orjson.dumps({"raw": raw, "dlq": dlq}).decode()
+    try:
+        yield
+    finally:
+        for k in [k for k in os.environ if k.startswith("CAPI_STREAM_")]:
+            del os.environ[k]
+        os.environ.update(saved)
+
+
+def _cli(*argv: str) -> None:
+    from stream.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main([*argv, "--no-progress"])
+    if code != 0:
+        raise RuntimeError(f"capi-stream {' '.join(argv)} exited {code}")
+
+
+def _values(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, bytes | None]]:
+    from stream.config import Settings
+    from stream.kafka.range_reader import read_ranges
+
+    settings = Settings(bootstrap_servers=bootstrap)
+    return [(r.key, r.value) for r in read_ranges(settings, topic, {0: (0, n)})]
+
+
+def _letters(bootstrap: str, source: str, dlq: str, rows: int) -> None:
+    """One normalize-stage dead letter per record of ``source`` (reason ``bench``)."""
+    import time
+
+    from stream import schemas
+    from stream.config import Settings
+    from stream.core.codec import AvroCodec
+    from stream.core.dead_letter import dead_letter
+    from stream.kafka.range_reader import read_ranges
+
+    codec, now_ms = AvroCodec(schemas.load("dead_letter")), int(time.time() * 1000)
+    settings = Settings(bootstrap_servers=bootstrap)
+
+    def pairs() -> Iterator[tuple[bytes | None, bytes]]:
+        for record in read_ranges(settings, source, {0: (0, rows)}):
+            letter = dead_letter(stage="normalize", reason="bench", message="m", record=record,
+                                 now_ms=now_ms)  # fmt: skip
+            yield record.key, codec.encode(letter)
+
+    common.produce(bootstrap, dlq, pairs())
+
+
+def _pair(
+    name: str, rounds: int, hand: Callable[[], int], tool: Callable[[], int]
+) -> dict[str, Any]:
+    hand_rates: list[float] = []
+    tool_rates: list[float] = []
+    ratios: list[float] = []
+    for k in range(rounds):
+        h, t = timed(hand), timed(tool)
+        hand_rates.append(h.rate)
+        tool_rates.append(t.rate)
+        ratios.append(t.rate / h.rate)
+        log(f"{name} round {k + 1}: tool {t.rate:,.0f}/s ({t.items:,}), "
+            f"hand-written {h.rate:,.0f}/s: {ratios[-1]:.2f}x")  # fmt: skip
+    ratio = median(ratios)
+    return {
+        "tool_rows_per_s": [round(x) for x in tool_rates],
+        "hand_rows_per_s": [round(x) for x in hand_rates],
+        "ratios": [round(x, 3) for x in ratios],
+        "median_ratio": round(ratio, 3),
+        "goal": {"ratio": GOAL, "met": ratio >= GOAL, "margin": round(ratio - GOAL, 3)},
+    }
+
+
+def run(bootstrap: str, *, rows: int = 50_000, rounds: int = 3) -> dict[str, Any]:
+    """All three pairs; the JSON result (ratios, rates, the check that both sides agree)."""
+    import tempfile
+    import time
+
+    from stream.config import Settings
+
+    now = int(time.time())
+    path = Path(tempfile.mkdtemp(prefix="capi-bench-publish-")) / "offline.csv"
+    write_offline_csv(path, rows, seed=11, now=now)
+    log(f"publish bench: {rows:,} CSV rows, {path.stat().st_size / 1e6:.1f} MB")
+    producer_config = {k: v for k, v in Settings(bootstrap_servers=bootstrap).producer_config()
+                       .items() if k != "logger"}  # fmt: skip
+    made: defaultdict[str, list[str]] = defaultdict(list)
+
+    def fresh(side: str) -> str:
+        topic = unique(f"publish-{side}")
+        create_topics(bootstrap, [topic], 1)
+        made[side].append(topic)
+        return topic
+
+    def tool_publish() -> int:
+        topic = fresh("tool")
+        with _env(bootstrap, topic, unique("unused-dlq")):
+            _cli("publish", str(path), "--key", "event_id")
+        return rows
+
+    def hand() -> int:
+        return hand_publish(bootstrap, fresh("hand"), path, producer_config)
+
+    results: dict[str, Any] = {"rows": rows, "rounds": rounds}
+    # a fresh broker first loads its coordinators: warm it up outside the measured rounds
+    warm = path.with_name("warm.csv")
+    write_offline_csv(warm, 500, seed=12, now=now)
+    hand_publish(bootstrap, fresh("warm"), warm, producer_config)
+    results["publish"] = _pair("publish", rounds, hand, tool_publish)
+    sample = min(rows, 2_000)
+    same = _values(bootstrap, made["hand"][0], sample) == _values(bootstrap, made["tool"][0], sample)
+    results["publish"]["first_records_identical"] = same
+    if not same:
+        raise RuntimeError("the hand-written loop and capi-stream publish wrote different records")
+
+    source = made["tool"][0]
+
+    def tool_replay() -> int:
+        # replay copies onto its own input; every round replays the same range [0, rows)
+        with _env(bootstrap, source, unique("unused-dlq")):
+            _cli("replay", "--stage", "normalize", "--partition", "0",
+                 "--offsets", f"0-{rows - 1}")  # fmt: skip
+        return rows
+
+    results["replay"] = _pair(
+        "replay", rounds, lambda: hand_copy(bootstrap, source, fresh("copy"), rows), tool_replay
+    )
+    dlq = unique("dlq")
+    create_topics(bootstrap, [dlq], 1)
+    _letters(bootstrap, source, dlq, rows)
+
+    def tool_dlq() -> int:
+        with _env(bootstrap, fresh("republish"), dlq):
+            _cli("dlq", "republish", "--to", "raw", "--reason", "bench")
+        return rows
+
+    results["dlq_republish"] = _pair(
+        "dlq republish",
+        rounds,
+        lambda: hand_copy(bootstrap, dlq, fresh("dlq-copy"), rows, letters=True),
+        tool_dlq,
+    )
+    return results
