@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,24 @@ from stream.core.records import Record
 from stream.kafka.records import to_record
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def stage_names(unique: Callable[[str], str]) -> dict[str, str]:
+    """Topic and group names of both stages, unique to one test."""
+    return {
+        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
+        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
+    }  # fmt: skip
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``condition`` until it holds; the monotonic time it did. Fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic()
 
 
 def stage_settings(bootstrap: str, names: Mapping[str, str], **extra: Any) -> Settings:

@@ -32,7 +32,7 @@ from stream.sim import SimConfig, Simulator
 from stream.watchdog import EXIT_STUCK
 from tests.brokers.provision import KafkaBroker
 from tests.factories import raw_event
-from tests.integration.helpers import read_all, stage_settings, start_stage
+from tests.integration.helpers import read_all, stage_names, stage_settings, start_stage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -186,10 +186,7 @@ def test_both_stages_recover_from_a_broker_outage(
     outage: Literal["sigkill", "graceful"],
 ) -> None:
     """Nothing lost, doubled or stuck after a broker outage, within a bounded time."""
-    names = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    names = stage_names(unique)
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     created = admin.create_topics(
         [NewTopic(names[t], PARTITIONS, 1) for t in ("raw", "enriched", "dlq")]

@@ -37,7 +37,7 @@ from tests.integration.chaos import (
     undelivered,
     wait_for,
 )
-from tests.integration.helpers import stage_settings
+from tests.integration.helpers import stage_names, stage_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -165,10 +165,7 @@ def test_chaos_kills_faults_and_a_broker_bounce_break_no_invariant(
     rng = random.Random(SEED)  # a repeatable schedule, not a secret
     kills, bounce_at, down_s = _schedule(rng)
     bootstrap = broker.bootstrap
-    names = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    names = stage_names(unique)
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     for future in admin.create_topics(
         [NewTopic(names[t], PARTITIONS, 1) for t in ("raw", "enriched", "dlq")]

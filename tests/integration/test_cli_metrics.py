@@ -12,7 +12,13 @@ import pytest
 
 from stream.sim import SimConfig, Simulator
 from tests.brokers.provision import free_port
-from tests.integration.helpers import enriched_value, produce, stage_settings, start_stage
+from tests.integration.helpers import (
+    enriched_value,
+    produce,
+    stage_names,
+    stage_settings,
+    start_stage,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +29,7 @@ def test_running_deliverer_serves_health_readiness_and_metrics(
 ) -> None:  # fmt: skip
     """Alive at once (the loop ticks), ready once assigned, /metrics counts what it delivered,
     and librdkafka's log never reaches stderr raw."""
-    names = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    names = stage_names(unique)
     make_topics(names["enriched"], names["dlq"], partitions=2)
     now = time.time()
     items = [(f"m-{i}".encode(), enriched_value(f"m-{i}", "111", now)) for i in range(300)]

@@ -30,7 +30,7 @@ from tests.integration.chaos import (
     undelivered,
     wait_for,
 )
-from tests.integration.helpers import stage_settings
+from tests.integration.helpers import stage_names, stage_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,10 +75,7 @@ def test_leader_loss_in_a_three_broker_cluster_neither_loses_nor_doubles_nor_sti
     """
     began = time.monotonic()
     bootstrap = kafka_cluster.bootstrap
-    names = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    names = stage_names(unique)
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     futures = admin.create_topics(
         [NewTopic(names[t], PARTITIONS, 3) for t in ("raw", "enriched", "dlq")]

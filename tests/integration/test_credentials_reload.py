@@ -12,7 +12,7 @@ import pytest
 
 from stream.deliverer import Deliverer
 from stream.sim import SimConfig, Simulator
-from tests.integration.helpers import enriched_value, produce, stage_settings
+from tests.integration.helpers import enriched_value, produce, stage_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +24,6 @@ OLD, NEW = "tok-reload-old-0001", "tok-reload-new-0002"
 def sim() -> Iterator[Simulator]:
     with Simulator(SimConfig(tokens={OLD: frozenset({"*"})})) as simulator:
         yield simulator
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_rotated_tokens_file_is_used_and_a_half_written_one_is_survived(
@@ -71,19 +63,21 @@ def test_rotated_tokens_file_is_used_and_a_half_written_one_is_survived(
     assert watched is not None
     try:
         publish(100)
-        _wait(lambda: sim.stats().accepted == published, 60, "delivery with the first token")
+        wait_until(lambda: sim.stats().accepted == published, 60, "delivery with the first token")
         # a writer that truncated and wrote half: requests go on with the last good token
         tokens.write_text('{"111": "tok-reload-ne', encoding="utf-8")
         deadline = time.monotonic() + 30
         while not watched.failing:
             assert time.monotonic() < deadline, "the half-written file was never looked at"
             publish(20)
-            _wait(lambda: sim.stats().accepted == published, 30, "delivery during the rotation")
+            wait_until(
+                lambda: sim.stats().accepted == published, 30, "delivery during the rotation"
+            )
         # the writer finishes; the old token is revoked at the same moment
         sim.set_tokens({NEW: frozenset({"*"})})
         tokens.write_text(json.dumps({PIXEL: NEW}), encoding="utf-8")
         publish(100)
-        _wait(lambda: sim.stats().accepted == published, 60, "delivery with the rotated token")
+        wait_until(lambda: sim.stats().accepted == published, 60, "delivery with the rotated token")
         assert thread.is_alive()
         assert not watched.failing
     finally:

@@ -16,7 +16,14 @@ from stream import schemas
 from stream.core.codec import AvroCodec
 from stream.deliverer import Deliverer
 from stream.sim import FaultConfig, PoisonRule, SimConfig, Simulator
-from tests.integration.helpers import enriched_value, produce, read_all, stage_settings
+from tests.integration.helpers import (
+    enriched_value,
+    produce,
+    read_all,
+    stage_names,
+    stage_settings,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +33,7 @@ PIXEL = "111"
 
 @pytest.fixture
 def names(unique: Callable[[str], str], make_topics: Callable[..., None]) -> dict[str, str]:
-    n = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    n = stage_names(unique)
     make_topics(n["enriched"], n["dlq"], partitions=3)
     return n
 
@@ -69,14 +73,6 @@ def _run_in_thread(stage: Deliverer) -> threading.Thread:
     return thread
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_every_event_is_accepted_exactly_once(
     kafka_bootstrap: str, names: dict[str, str], sim: Simulator
 ) -> None:
@@ -108,10 +104,10 @@ def test_a_commit_follows_each_accepted_batch_not_the_timer(
     stage = Deliverer(_settings(kafka_bootstrap, names, sim, commit_interval_s=60.0))
     thread = _run_in_thread(stage)
     try:
-        _wait(lambda: sim.stats().accepted == len(ids), 60, "every event accepted")
+        wait_until(lambda: sim.stats().accepted == len(ids), 60, "every event accepted")
         accepted_at = time.monotonic()
         group, topic = names["deliverer_group"], names["enriched"]
-        _wait(lambda: _committed(kafka_bootstrap, group, topic) == len(ids), 10, "the commit")
+        wait_until(lambda: _committed(kafka_bootstrap, group, topic) == len(ids), 10, "the commit")
         assert time.monotonic() - accepted_at < 3.0
     finally:
         stage.stop()
@@ -128,11 +124,11 @@ def test_nothing_is_committed_while_the_simulator_hangs(
     stage = Deliverer(_settings(kafka_bootstrap, names, sim, request_timeout_s=1.0))
     thread = _run_in_thread(stage)
     try:
-        _wait(lambda: sim.stats().requests >= 3, 60, "hung requests")
+        wait_until(lambda: sim.stats().requests >= 3, 60, "hung requests")
         assert _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == 0
         sim.clear_faults()
-        _wait(lambda: sim.stats().accepted == 300, 60, "delivery after the hang")
-        _wait(
+        wait_until(lambda: sim.stats().accepted == 300, 60, "delivery after the hang")
+        wait_until(
             lambda: _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == 300,
             30, "the commit",
         )  # fmt: skip

@@ -25,6 +25,7 @@ from tests.integration.helpers import (
     enriched_value,
     produce,
     read_all,
+    stage_names,
     stage_settings,
     start_stage,
 )
@@ -42,10 +43,7 @@ SESSION_TIMEOUT_MS = 45_000
 
 @pytest.fixture
 def names(unique: Callable[[str], str], make_topics: Callable[..., None]) -> dict[str, str]:
-    n = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    n = stage_names(unique)
     make_topics(n["enriched"], n["dlq"], partitions=PARTITIONS)
     return n
 

@@ -20,8 +20,10 @@ from tests.integration.helpers import (
     enriched_value,
     produce,
     read_all,
+    stage_names,
     stage_settings,
     start_stage,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -35,10 +37,7 @@ TOKENS = {TOKEN_A: frozenset({PIXEL_A}), TOKEN_B: frozenset({PIXEL_B})}
 
 @pytest.fixture
 def names(unique: Callable[[str], str]) -> dict[str, str]:
-    return {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    return stage_names(unique)
 
 
 @pytest.fixture
@@ -84,14 +83,6 @@ def _uncovered(
     """Event ids below a committed offset that the simulator never accepted (must be empty)."""
     accepted = {event_id for _, event_id in sim.stats().event_keys}
     return {e for (p, o), e in ids.items() if o < committed.get(p, 0) and e not in accepted}
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _in_thread(stage: Deliverer) -> threading.Thread:
@@ -147,10 +138,10 @@ def test_a_30_second_outage_loses_nothing_and_keeps_memory_bounded(
     stage = Deliverer(_settings(kafka_bootstrap, names, sim, max_pending=1000, resume_pending=500))
     thread = _in_thread(stage)
     try:
-        _wait(lambda: stage.stats.requests >= 5, 30, "failing requests")
+        wait_until(lambda: stage.stats.requests >= 5, 30, "failing requests")
         assert sum(_committed(kafka_bootstrap, names["deliverer_group"], names["enriched"], 3)
                    .values()) == 0  # fmt: skip
-        _wait(lambda: sim.stats().accepted == len(ids), 120, "delivery after the outage")
+        wait_until(lambda: sim.stats().accepted == len(ids), 120, "delivery after the outage")
         assert time.monotonic() - began >= 30
     finally:
         stage.stop()
@@ -196,17 +187,19 @@ def test_revoked_token_halts_its_pixel_only_until_fixed(
     stage = Deliverer(_settings(kafka_bootstrap, names, sim))
     thread = _in_thread(stage)
     try:
-        _wait(lambda: sim.stats(PIXEL_B).accepted == len(b_ids), 60, "pixel B's events")
-        _wait(lambda: bool(stage.halted_lanes), 30, "pixel A's lane to halt")
-        _wait(lambda: not stage.ready(), 10, "readiness to turn red")
+        wait_until(lambda: sim.stats(PIXEL_B).accepted == len(b_ids), 60, "pixel B's events")
+        wait_until(lambda: bool(stage.halted_lanes), 30, "pixel A's lane to halt")
+        wait_until(lambda: not stage.ready(), 10, "readiness to turn red")
         assert sim.stats(PIXEL_A).accepted == 0
         # event 0 is pixel A's: nothing may be committed past it while A is halted
         assert _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"], 1)[0] == 0
         sim.set_tokens(TOKENS)  # the token is fixed
-        _wait(lambda: sim.stats().accepted == len(ids), 90, "pixel A after the fix")
-        _wait(stage.ready, 10, "readiness to turn green")
+        wait_until(lambda: sim.stats().accepted == len(ids), 90, "pixel A after the fix")
+        wait_until(stage.ready, 10, "readiness to turn green")
         group, topic = names["deliverer_group"], names["enriched"]
-        _wait(lambda: _committed(kafka_bootstrap, group, topic, 1)[0] == len(ids), 30, "commit")
+        wait_until(
+            lambda: _committed(kafka_bootstrap, group, topic, 1)[0] == len(ids), 30, "commit"
+        )
     finally:
         stage.stop()
         thread.join(60)

@@ -30,7 +30,14 @@ from stream.metrics import PrometheusSensor
 from stream.normalizer import Normalizer
 from stream.sim import FaultConfig, PoisonRule, SimConfig, Simulator
 from tests.factories import empty_user_data, raw_event
-from tests.integration.helpers import enriched_value, produce, read_all, stage_settings
+from tests.integration.helpers import (
+    enriched_value,
+    produce,
+    read_all,
+    stage_names,
+    stage_settings,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -118,14 +125,6 @@ def _settings(bootstrap: str, names: dict[str, str], sim: Simulator) -> Settings
     )  # fmt: skip
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def _leaks(where: str, texts: Iterable[str]) -> list[str]:
     """Each (where, forbidden string, excerpt) found in ``texts``, case-insensitively."""
     found = []
@@ -155,10 +154,7 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def names(unique: Callable[[str], str], make_topics: Callable[..., None]) -> dict[str, str]:
-    n = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    n = stage_names(unique)
     make_topics(n["raw"], n["enriched"], n["dlq"], partitions=3)
     return n
 
@@ -228,8 +224,8 @@ def test_no_secret_or_raw_pii_in_logs_metrics_dead_letters_or_errors(
         thread.start()
         try:
             # the token is refused: the lane halts and probes; then the token works again
-            _wait(lambda: bool(deliverer.halted_lanes), 30, "the lane to halt")
-            _wait(lambda: sim.stats().faults.get("code_190", 0) >= 2, 30, "a probe")
+            wait_until(lambda: bool(deliverer.halted_lanes), 30, "the lane to halt")
+            wait_until(lambda: sim.stats().faults.get("code_190", 0) >= 2, 30, "a probe")
             sim.set_faults(FaultConfig(poison=poison))
             thread.join(60)
             assert not thread.is_alive()

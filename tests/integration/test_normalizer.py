@@ -16,7 +16,7 @@ from stream.core.capi import HASHED_KEYS
 from stream.core.codec import AvroCodec
 from stream.normalizer import Normalizer
 from tests.factories import custom_data, empty_user_data, raw_event
-from tests.integration.helpers import produce, read_all, stage_settings
+from tests.integration.helpers import produce, read_all, stage_names, stage_settings
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +67,7 @@ def test_mixed_input_gives_exact_counts_and_only_hashes(
     processing: str,
 ) -> None:
     """Valid, pre-hashed, invalid and corrupt records each end where they belong, once."""
-    names = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    names = stage_names(unique)
     make_topics(names["raw"], names["enriched"], names["dlq"], partitions=2)
     now = int(time.time())
     codec = AvroCodec(schemas.load("conversion_event"))

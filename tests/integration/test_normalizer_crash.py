@@ -16,7 +16,14 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 from stream import schemas
 from stream.core.codec import AvroCodec
 from tests.factories import raw_event
-from tests.integration.helpers import produce, read_all, stage_settings, start_stage
+from tests.integration.helpers import (
+    produce,
+    read_all,
+    stage_names,
+    stage_settings,
+    start_stage,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +42,8 @@ def _committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3
         consumer.close()
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _names(unique: Callable[[str], str]) -> dict[str, str]:
-    return {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    return stage_names(unique)
 
 
 def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
@@ -79,7 +75,9 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
         before = max(_committed_total(kafka_bootstrap, group, raw), 0)
         proc = start_stage(["normalize"], settings, log)
         # kill it hard only once it is mid-stream: it has committed at least one more batch
-        _wait(lambda b=before: _committed_total(kafka_bootstrap, group, raw) > b, 90, "progress")
+        wait_until(
+            lambda b=before: _committed_total(kafka_bootstrap, group, raw) > b, 90, "progress"
+        )
         if _committed_total(kafka_bootstrap, group, raw) < EVENTS and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
@@ -89,7 +87,7 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
     final = start_stage(["normalize"], settings, log)
     try:
         # dead members keep their partitions until their session times out; wait on the outcome
-        _wait(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 180, "the rest")
+        wait_until(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 180, "the rest")
     finally:
         final.send_signal(signal.SIGTERM)
         assert final.wait(60) == 0, log.read_text()[-3000:]

@@ -23,7 +23,7 @@ from stream.core.errors import KafkaError
 from stream.normalizer import Normalizer
 from stream.watchdog import Watchdog
 from tests.factories import raw_event
-from tests.integration.helpers import produce, read_all, stage_settings
+from tests.integration.helpers import produce, read_all, stage_names, stage_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,22 +42,11 @@ def _committed_total(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_a_fenced_normalizer_stops_and_its_replacement_loses_and_doubles_nothing(
     kafka_bootstrap: str, unique: Callable[[str], str], make_topics: Callable[..., None]
 ) -> None:
     """The older instance ends with a fatal KafkaError; one output per raw record all the same."""
-    names = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    names = stage_names(unique)
     make_topics(names["raw"], names["enriched"], names["dlq"], partitions=PARTITIONS)
     settings = stage_settings(
         kafka_bootstrap, names, normalizer={"poll_batch": 20, "default_pixel_id": "111"}
@@ -85,12 +74,14 @@ def test_a_fenced_normalizer_stops_and_its_replacement_loses_and_doubles_nothing
     second = threading.Thread(target=run, args=("newer", newer), daemon=True)
     first.start()
     try:
-        _wait(lambda: _committed_total(kafka_bootstrap, group, raw) > 0, 60, "older's progress")
+        wait_until(
+            lambda: _committed_total(kafka_bootstrap, group, raw) > 0, 60, "older's progress"
+        )
         assert _committed_total(kafka_bootstrap, group, raw) < EVENTS  # fenced mid-stream
         second.start()
         first.join(60)
         assert not first.is_alive(), "the fenced instance went on"
-        _wait(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 120, "the rest")
+        wait_until(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 120, "the rest")
     finally:
         older.stop()
         newer.stop()

@@ -16,7 +16,7 @@ from stream.health import HealthServer
 from stream.normalizer import Normalizer
 from stream.watchdog import Watchdog
 from tests.factories import raw_event
-from tests.integration.helpers import produce, stage_settings
+from tests.integration.helpers import produce, stage_names, stage_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,22 +36,11 @@ class StuckSensor(MemorySensor):
             self.release.wait(30)  # bounded: a failed test must not hang the suite
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_healthz_turns_red_while_the_loop_is_stuck_and_green_when_it_ticks_again(
     kafka_bootstrap: str, unique: Callable[[str], str], make_topics: Callable[..., None]
 ) -> None:
     """A loop that has not ticked for stall_timeout_s answers 503 on /healthz, then 200 again."""
-    names = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    names = stage_names(unique)
     make_topics(names["raw"], names["enriched"], names["dlq"], partitions=1)
     settings = stage_settings(
         kafka_bootstrap, names, normalizer={"stall_timeout_s": 1.0, "default_pixel_id": "111"}
@@ -67,7 +56,7 @@ def test_healthz_turns_red_while_the_loop_is_stuck_and_green_when_it_ticks_again
 
         thread.start()
         try:
-            _wait(stage.ready, 60, "partitions")
+            wait_until(stage.ready, 60, "partitions")
             # idle polls are ticks: green throughout longer than stall_timeout_s with no input
             idle_until = time.monotonic() + 1.5
             while time.monotonic() < idle_until:
@@ -77,9 +66,9 @@ def test_healthz_turns_red_while_the_loop_is_stuck_and_green_when_it_ticks_again
             event = raw_event(event_id="live-1", event_time=int(time.time()) - 60, pixel_id=None)
             produce(kafka_bootstrap, names["raw"], [(b"k", codec.encode(event))])
             assert sensor.stuck.wait(30)
-            _wait(lambda: healthz() == 503, 10, "/healthz to turn red")
+            wait_until(lambda: healthz() == 503, 10, "/healthz to turn red")
             sensor.release.set()
-            _wait(lambda: healthz() == 200, 10, "/healthz to turn green again")
+            wait_until(lambda: healthz() == 200, 10, "/healthz to turn green again")
         finally:
             sensor.release.set()
             stage.stop()

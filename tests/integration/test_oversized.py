@@ -39,7 +39,7 @@ from stream.kafka.limits import PRODUCER_DEFAULT_MAX_BYTES, SAFETY_MARGIN, max_r
 from stream.kafka.serde import build_codecs
 from stream.normalizer import Normalizer
 from tests.factories import custom_data, empty_user_data, raw_event
-from tests.integration.helpers import read_all, run_cli, stage_settings
+from tests.integration.helpers import read_all, run_cli, stage_names, stage_settings
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +49,7 @@ NOW = int(time.time())  # events must be within Meta's 7 days to be enriched
 
 
 def names_for(unique: Callable[[str], str]) -> dict[str, str]:
-    return {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    return stage_names(unique)
 
 
 def create_topics(bootstrap: str, *names: str, config: dict[str, str] | None = None) -> None:

@@ -26,8 +26,10 @@ from tests.integration.helpers import (
     enriched_value,
     produce,
     stage_env,
+    stage_names,
     stage_settings,
     start_stage,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -44,10 +46,7 @@ _COORDINATOR_NOT_READY = frozenset({
 
 @pytest.fixture
 def names(unique: Callable[[str], str], make_topics: Callable[..., None]) -> dict[str, str]:
-    n = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    n = stage_names(unique)
     make_topics(n["enriched"], n["dlq"], partitions=PARTITIONS)
     return n
 
@@ -107,16 +106,6 @@ def _committed(admin: AdminClient, group: str) -> int:
     return sum(max(tp.offset, 0) for tp in result.topic_partitions)
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Wait for ``condition``; returns when it became true (monotonic seconds)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return time.monotonic()
-
-
 def _records(ids: list[str]) -> list[tuple[bytes | None, bytes]]:
     """Enriched records, encoded ahead so that producing them is quick."""
     now = time.time()
@@ -156,21 +145,21 @@ def test_three_workers_lose_nothing_when_one_is_killed_mid_stream(
     procs = [start_stage(["deliver", "--worker", str(i)], settings, log)
              for i, log in enumerate(logs)]  # fmt: skip
     try:
-        _wait(lambda: sorted(_members(admin, group)) == [2, 2, 2], 60, "three members, 2 each")
+        wait_until(lambda: sorted(_members(admin, group)) == [2, 2, 2], 60, "three members, 2 each")
         published = time.monotonic()
         produce(kafka_bootstrap, names["enriched"], records)
-        killed = _wait(lambda: sim.stats().accepted >= total // 5, 30, "a fifth delivered")
+        killed = wait_until(lambda: sim.stats().accepted >= total // 5, 30, "a fifth delivered")
         os.kill(procs[0].pid, signal.SIGKILL)
         procs[0].wait(10)
         at_kill = sim.stats().accepted
         assert at_kill < total  # the kill landed mid-stream
 
-        rebalanced = _wait(
+        rebalanced = wait_until(
             lambda: sorted(_members(admin, group)) == [3, 3], 30, "the survivors to take over"
         )
         at_rebalance = sim.stats().accepted
-        done = _wait(lambda: sim.stats().accepted >= total, 30, "every event")
-        _wait(lambda: _committed(admin, group) == total, 30, "offsets committed to the end")
+        done = wait_until(lambda: sim.stats().accepted >= total, 30, "every event")
+        wait_until(lambda: _committed(admin, group) == total, 30, "offsets committed to the end")
     finally:
         codes = _stop_all(procs[1:])
     received = sim.stats()
@@ -204,15 +193,15 @@ def test_supervised_workers_restart_a_killed_one_and_drain_on_stop(
     thread = threading.Thread(target=lambda: result.update(code=sup.run()), daemon=True)
     thread.start()
     try:
-        _wait(lambda: sorted(_members(admin, group)) == [2, 2, 2], 60, "three members, 2 each")
+        wait_until(lambda: sorted(_members(admin, group)) == [2, 2, 2], 60, "three members, 2 each")
         produce(kafka_bootstrap, names["enriched"], records)
-        _wait(lambda: sim.stats().accepted >= total // 5, 30, "a fifth delivered")
+        wait_until(lambda: sim.stats().accepted >= total // 5, 30, "a fifth delivered")
         killed = sup.pids[1]
         os.kill(killed, signal.SIGKILL)
-        _wait(lambda: sup.starts[1] == 2 and 1 in sup.pids, 30, "the restart")
+        wait_until(lambda: sup.starts[1] == 2 and 1 in sup.pids, 30, "the restart")
         assert sup.pids[1] != killed
-        _wait(lambda: sim.stats().accepted >= total, 40, "every event")
-        _wait(lambda: _committed(admin, group) == total, 30, "offsets committed to the end")
+        wait_until(lambda: sim.stats().accepted >= total, 40, "every event")
+        wait_until(lambda: _committed(admin, group) == total, 30, "offsets committed to the end")
     finally:
         sup.stop()
         thread.join(60)

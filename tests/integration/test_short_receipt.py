@@ -20,7 +20,14 @@ from stream import schemas
 from stream.core.codec import AvroCodec
 from stream.deliverer import Deliverer
 from stream.sim import FaultConfig, Latency, SimConfig, Simulator
-from tests.integration.helpers import enriched_value, produce, read_all, stage_settings
+from tests.integration.helpers import (
+    enriched_value,
+    produce,
+    read_all,
+    stage_names,
+    stage_settings,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +38,7 @@ PARTITIONS = 3
 
 @pytest.fixture
 def names(unique: Callable[[str], str], make_topics: Callable[..., None]) -> dict[str, str]:
-    n = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    n = stage_names(unique)
     make_topics(n["enriched"], n["dlq"], partitions=PARTITIONS)
     return n
 
@@ -108,7 +112,7 @@ def test_short_receipts_are_re_sent_or_dead_lettered_and_never_committed_past(
     thread.start()
     sampler.start()
     try:
-        _wait(lambda: stage.stats.dead_lettered == first, 60, "the first batch's dead letters")
+        wait_until(lambda: stage.stats.dead_lettered == first, 60, "the first batch's dead letters")
         sim.set_faults(FaultConfig(seed=11, rates={"short_receipt": 0.35}, short_receipt_missing=3,
                                    latency=Latency(kind="fixed", ms=5)))  # fmt: skip
         _publish(kafka_bootstrap, topic, ids[first:], PIXELS)
@@ -141,11 +145,3 @@ def test_short_receipts_are_re_sent_or_dead_lettered_and_never_committed_past(
     for committed, confirmed_then in samples:
         passed = {e for (p, o), e in where.items() if o < committed.get(p, 0)}
         assert passed <= confirmed_then | dead, sorted(passed - confirmed_then - dead)[:5]
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

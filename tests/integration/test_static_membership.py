@@ -18,7 +18,14 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from stream.sim import FaultConfig, Latency, SimConfig, Simulator
-from tests.integration.helpers import enriched_value, produce, stage_settings, start_stage
+from tests.integration.helpers import (
+    enriched_value,
+    produce,
+    stage_names,
+    stage_settings,
+    start_stage,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +37,7 @@ SESSION_TIMEOUT_MS = 8000
 
 @pytest.fixture
 def names(unique: Callable[[str], str], make_topics: Callable[..., None]) -> dict[str, str]:
-    n = {
-        "raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
-        "normalizer_group": unique("norm"), "deliverer_group": unique("deliv"),
-    }  # fmt: skip
+    n = stage_names(unique)
     make_topics(n["enriched"], n["dlq"], partitions=PARTITIONS)
     return n
 
@@ -54,15 +58,6 @@ def _members(admin: AdminClient, group: str) -> dict[str, int]:
     return {
         str(m.group_instance_id): len(m.assignment.topic_partitions) for m in description.members
     }
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return time.monotonic()
 
 
 def test_a_stopped_static_worker_holds_its_partitions_until_the_session_times_out(
@@ -87,13 +82,15 @@ def test_a_stopped_static_worker_holds_its_partitions_until_the_session_times_ou
     ]
     try:
         slots = {f"{group}-0": 2, f"{group}-1": 2}
-        _wait(lambda: _members(admin, group) == slots, 60, "two static members, 2 partitions each")
+        wait_until(
+            lambda: _members(admin, group) == slots, 60, "two static members, 2 partitions each"
+        )
         procs[1].send_signal(signal.SIGTERM)
         assert procs[1].wait(30) == 0
         stopped = time.monotonic()
         # the closed static member stays in the group with its partitions: no rebalance yet
         assert _members(admin, group) == slots
-        moved = _wait(lambda: _members(admin, group) == {f"{group}-0": PARTITIONS}, 60,
+        moved = wait_until(lambda: _members(admin, group) == {f"{group}-0": PARTITIONS}, 60,
                       "worker 0 to take every partition")  # fmt: skip
         waited = moved - stopped
         print(f"partitions moved {waited:.1f} s after the stop")  # the measured trade-off
@@ -102,7 +99,7 @@ def test_a_stopped_static_worker_holds_its_partitions_until_the_session_times_ou
         now = time.time()
         produce(kafka_bootstrap, names["enriched"],
                 ((e.encode(), enriched_value(e, PIXEL, now)) for e in ids))  # fmt: skip
-        _wait(lambda: sim.stats().accepted == len(ids), 60, "every event by worker 0")
+        wait_until(lambda: sim.stats().accepted == len(ids), 60, "every event by worker 0")
     finally:
         for proc in procs:
             if proc.poll() is None:
