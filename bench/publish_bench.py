@@ -1,7 +1,7 @@
 """The operator tools beside hand-written loops, in the same run, against the same real broker.
 
 Three pairs, each run in alternating rounds (hand-written, tool, hand-written, …) so a noisy
-neighbour slows both sides alike; every figure is a median and every goal a ratio (≥ 0.8×):
+neighbour slows both sides alike; every figure is a median and every goal a ratio (≥ 0.8x):
 
 * ``publish``: ``capi-stream publish`` of a CSV file with Meta's offline-events columns, against
   ten lines that read the same CSV, build the raw schema's dict, encode it with fastavro and
@@ -48,8 +48,10 @@ OFFLINE_COLUMNS = (
     "event_id", "email", "email", "phone", "phone", "fn", "ln", "zip", "ct", "st", "country",
     "dob", "gen", "extern_id", "event_name", "event_time", "value", "currency", "order_id",
 )  # fmt: skip
-_CITIES = (("Menlo Park", "CA", "94025"), ("Austin", "TX", "73301"), ("Paris", "", "75001"),
-           ("Berlin", "", "10115"), ("Seattle", "WA", "98101"), ("London", "", "SW1A 1AA"))  # fmt: skip
+_CITIES = (
+    ("Menlo Park", "CA", "94025"), ("Austin", "TX", "73301"), ("Paris", "", "75001"),
+    ("Berlin", "", "10115"), ("Seattle", "WA", "98101"), ("London", "", "SW1A 1AA"),
+)  # fmt: skip
 _COUNTRY = {"CA": "US", "TX": "US", "WA": "US", "75001": "FR", "10115": "DE", "SW1A 1AA": "GB"}
 GOAL = 0.8
 
@@ -77,7 +79,7 @@ def write_offline_csv(path: Path, rows: int, seed: int, now: int) -> None:
             ))  # fmt: skip
 
 
-def hand_publish(bootstrap: str, topic: str, path: Path, producer_config: dict[str, Any]) -> int:
+def hand_publish(topic: str, path: Path, producer_config: dict[str, Any]) -> int:
     """The ten-line loop: csv → the raw schema's dict → fastavro → idempotent produce."""
     import fastavro
     from confluent_kafka import Producer
@@ -90,12 +92,14 @@ def hand_publish(bootstrap: str, topic: str, path: Path, producer_config: dict[s
         rows = csv.reader(f)
         next(rows)
         for c in rows:
-            ud = {"em": [v for v in c[1:3] if v], "ph": [v for v in c[3:5] if v], "fn": [c[5]],
-                  "ln": [c[6]], "zp": [c[7]], "ct": [c[8]], "st": [c[9]] if c[9] else [],
-                  "country": [c[10]], "db": [c[11]], "ge": [c[12]], "external_id": [c[13]]}  # fmt: skip
+            ud = {"em": [v for v in c[1:3] if v], "ph": [v for v in c[3:5] if v],
+                  "fn": [c[5]], "ln": [c[6]], "zp": [c[7]], "ct": [c[8]],
+                  "st": [c[9]] if c[9] else [], "country": [c[10]], "db": [c[11]],
+                  "ge": [c[12]], "external_id": [c[13]]}  # fmt: skip
+            custom = {"value": float(c[16]), "currency": c[17], "order_id": c[18]}
             event = {"event_id": c[0], "event_name": c[14], "event_time": int(c[15]),
                      "action_source": "physical_store", "user_data": ud,
-                     "custom_data": {"value": float(c[16]), "currency": c[17], "order_id": c[18]}}  # fmt: skip
+                     "custom_data": custom}  # fmt: skip
             buf = io.BytesIO()
             fastavro.schemaless_writer(buf, schema, event)
             while True:
@@ -257,16 +261,17 @@ def run(bootstrap: str, *, rows: int = 50_000, rounds: int = 3) -> dict[str, Any
         return rows
 
     def hand() -> int:
-        return hand_publish(bootstrap, fresh("hand"), path, producer_config)
+        return hand_publish(fresh("hand"), path, producer_config)
 
     results: dict[str, Any] = {"rows": rows, "rounds": rounds}
     # a fresh broker first loads its coordinators: warm it up outside the measured rounds
     warm = path.with_name("warm.csv")
     write_offline_csv(warm, 500, seed=12, now=now)
-    hand_publish(bootstrap, fresh("warm"), warm, producer_config)
+    hand_publish(fresh("warm"), warm, producer_config)
     results["publish"] = _pair("publish", rounds, hand, tool_publish)
     sample = min(rows, 2_000)
-    same = _values(bootstrap, made["hand"][0], sample) == _values(bootstrap, made["tool"][0], sample)
+    hand_values = _values(bootstrap, made["hand"][0], sample)
+    same = hand_values == _values(bootstrap, made["tool"][0], sample)
     results["publish"]["first_records_identical"] = same
     if not same:
         raise RuntimeError("the hand-written loop and capi-stream publish wrote different records")

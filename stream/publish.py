@@ -21,7 +21,7 @@ import argparse
 import hashlib
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 KEY_FIELDS = ("event_id", *HASHED_KEYS, *LEGACY_HASHED_KEYS, *PLAIN_KEYS)
 _SHOWN_LINES = 20
+_Row = Any  # what a mapper takes: a JSON object, (column, value) pairs, or a CSV row's cells
 # the docstring's paragraphs on input and bad rows are the command's description
 _ABOUT = "\n\n".join((__doc__ or "").split("\n\n")[1:3])
 
@@ -50,6 +51,22 @@ class PublishCounts:
     delivered: int
     invalid: int
     undelivered: int
+
+
+def nullable_records(schema: Mapping[str, Any]) -> dict[str, str]:
+    """Top-level fields whose type is ``["null", record]``, with the record's full name."""
+    namespace = schema.get("namespace")
+    found: dict[str, str] = {}
+    for field in schema["fields"]:
+        kind = field["type"]
+        if isinstance(kind, list):
+            for branch in kind:
+                if isinstance(branch, Mapping) and branch.get("type") == "record":
+                    name = str(branch["name"])
+                    found[field["name"]] = (
+                        name if "." in name or not namespace else f"{namespace}.{name}"
+                    )
+    return found
 
 
 def key_for(event: Mapping[str, Any], key_field: str) -> bytes | None:
@@ -65,12 +82,19 @@ def key_for(event: Mapping[str, Any], key_field: str) -> bytes | None:
 
 
 class Publisher:
-    """Validates events against the raw schema and produces them idempotently.
+    """Maps events onto the raw schema, encodes them and produces them idempotently.
 
     ``publish`` takes an event in the raw schema's shape or as flat offline-events columns and
     raises :class:`EncodeError` (naming fields, never values) when it does not fit. Delivery is
     asynchronous: ``flush`` waits and returns the records the broker did not take; leaving the
     ``with`` block flushes and raises :class:`KafkaError` if any event was not delivered.
+
+    Encode first, explain only what fails: fastavro's validator costs three times the encode
+    (it builds a ``ValidationError`` with JSON text for every union branch it tries, on valid
+    records too), so a record is only validated after its encode failed, to name the fields at
+    fault. What the encoder would take but the schema does not (a bool or a fraction where a
+    number goes, an integer wider than its field, a string where a list goes) never reaches it:
+    the mapper converts every value to its field's type and checks integer widths.
     """
 
     def __init__(
@@ -91,12 +115,14 @@ class Publisher:
         self.settings = settings
         self.topic = topic or settings.topics.raw
         self.key_field = key_field
+        schema = schemas.load("conversion_event")
         self.mapper = RowMapper(
-            schemas.load("conversion_event"),
+            schema,
             default_action_source=default_action_source,
             default_pixel_id=default_pixel_id,
         )
         self._codecs = build_codecs(settings)
+        self._branches = nullable_records(schema)
         self._producer: TrackedProducer | None = None  # made on first publish: dry runs need none
         self._published = self._invalid = self._delivered = 0
         self._undelivered: list[Undelivered] = []
@@ -114,15 +140,33 @@ class Publisher:
         if failed and exc is None:
             raise KafkaError(f"{len(failed)} events were not delivered: {failed[0].error}")
 
-    def prepare(self, event: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
-        """The raw record of ``event``, validated; raises :class:`EncodeError`."""
+    def record(self, to_event: Callable[[_Row], dict[str, Any]], row: _Row) -> dict[str, Any]:
+        """``to_event(row)`` (a mapper's ``event``), counting a row it refuses as invalid."""
         try:
-            record = self.mapper.event(event)
-            self._codecs.raw.validate(record)
+            return to_event(row)
         except EncodeError:
             self._invalid += 1
             raise
+
+    def prepare(self, event: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        """The raw record of ``event``, checked against the schema; raises :class:`EncodeError`."""
+        record = self.record(self.mapper.event, event)
+        self.encode(record)
         return record
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """``record`` (the mapper's) in the raw topic's wire format; raises :class:`EncodeError`
+        naming the fields at fault, from a validation pass run only on a record that failed."""
+        branches = self._branches
+        # fastavro takes (name, record) as the branch of a union, instead of trying each one
+        tagged = {k: (branches[k], v) if k in branches and v is not None else v
+                  for k, v in record.items()}  # fmt: skip
+        try:
+            return self._codecs.raw.encode(tagged)
+        except (EncodeError, OverflowError) as exc:
+            self._invalid += 1
+            self._codecs.raw.validate(record)  # raises, naming the fields
+            raise EncodeError(f"record does not fit the raw schema ({type(exc).__name__})") from exc
 
     def publish(
         self,
@@ -131,11 +175,16 @@ class Publisher:
         *,
         tag: int | None = None,
     ) -> None:
-        """Validate, encode and queue one event; ``tag`` names it in :meth:`flush`'s answer."""
+        """Map, encode and queue one event; ``tag`` names it in :meth:`flush`'s answer."""
+        self.publish_record(self.record(self.mapper.event, event), key, tag=tag)
+
+    def publish_record(
+        self, record: dict[str, Any], key: bytes | str | None = None, *, tag: int | None = None
+    ) -> None:
+        """Encode and queue a record the mapper made (see :meth:`record`)."""
         from stream.kafka.tracked_producer import TrackedProducer
 
-        record = self.prepare(event)
-        value = self._codecs.raw.encode(record)
+        value = self.encode(record)
         if key is None:
             key = key_for(record, self.key_field)
         if self._producer is None:
@@ -219,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
 def _publish(
     args: argparse.Namespace, settings: Settings, stream: IO[bytes], size: int | None
 ) -> int:
-    from stream.core.csv_map import read_csv, read_jsonl
+    from stream.core.csv_map import read_csv_cells, read_jsonl
     from stream.kafka.cluster import wait_for_cluster
     from stream.progress import Progress
 
@@ -236,14 +285,16 @@ def _publish(
     publisher = Publisher(settings, key_field=args.key, default_action_source=default_source,
                           default_pixel_id=args.pixel_id, topic=args.topic)  # fmt: skip
     rows: Iterator[tuple[int, Any]]
+    to_event: Callable[[_Row], dict[str, Any]] = publisher.mapper.event
     if fmt == "csv":
-        header, rows = read_csv(chain([first], lines))
+        header, rows = read_csv_cells(chain([first], lines))
         unknown = publisher.mapper.unknown(header)
         if unknown:
             publisher.close()
             print(f"capi-stream publish: unknown columns {', '.join(unknown)} "
                   "(see `capi-stream publish --help`)", file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
+        to_event = publisher.mapper.for_header(header).event  # the column work done once
     else:
         rows = read_jsonl(chain([first], lines))
     failed: list[int] = []  # line numbers; 0: the input broke off
@@ -255,10 +306,12 @@ def _publish(
                 try:
                     if isinstance(row, EncodeError):
                         raise row
+                    record = publisher.record(to_event, row)
                     if args.dry_run:
-                        preview[_preview(publisher, row, settings)] += 1
+                        publisher.encode(record)
+                        preview[_preview(record, settings)] += 1
                     else:
-                        publisher.publish(row, tag=line)
+                        publisher.publish_record(record, tag=line)
                 except EncodeError as exc:
                     failed.append(line)
                     progress.echo(f"line {line}: {exc}")
@@ -277,14 +330,14 @@ def _progress(line: str) -> None:
     print(f"capi-stream publish: {line}", file=sys.stderr, flush=True)
 
 
-def _preview(publisher: Publisher, row: Any, settings: Settings) -> str:
-    """What the normalize stage would do with the row now: ``enriched`` or a reason code."""
+def _preview(record: dict[str, Any], settings: Settings) -> str:
+    """What the normalize stage would do with the record now: ``enriched`` or a reason code."""
     import time
 
     from stream.core.normalize import Normalized, normalize_event
     from stream.normalizer import normalize_options
 
-    result = normalize_event(publisher.prepare(row), time.time(), normalize_options(settings))
+    result = normalize_event(record, time.time(), normalize_options(settings))
     return "enriched" if isinstance(result, Normalized) else result.reason
 
 
