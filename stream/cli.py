@@ -58,12 +58,40 @@ def _topics_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check(args: argparse.Namespace) -> int:
+    from stream.check import run_check, summary
+    from stream.logs import configure
+
+    settings = _settings(args)
+    configure("warning", settings.observability.log_format)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    problems = run_check(settings, out, pixels=args.pixel_id)
+    print(summary(problems))
+    return EXIT_OK if problems == 0 else EXIT_FAILURE
+
+
+def _require_token(settings: Settings, stage_name: str) -> None:
+    """The deliverer to Graph with no token at all would halt every lane at its first request."""
+    from stream.check import has_token
+
+    to_graph = stage_name == "deliver" and settings.deliverer.destination == "graph"
+    if to_graph and not has_token(settings):
+        raise ConfigError(
+            "no access token: set CAPI_STREAM_ACCESS_TOKEN, CAPI_STREAM_ACCESS_TOKENS or "
+            "CAPI_STREAM_ACCESS_TOKENS_FILE (or deliverer.destination=gateway)"
+        )
+
+
 def _supervised(args: argparse.Namespace, stage: str) -> int:
     """``--workers N``: N processes of one stage in one consumer group, restarted on crashes."""
     from stream.health import worker_port
     from stream.supervise import cli_argv, run_workers
 
     settings = _settings(args)  # fail fast (exit 2) before starting any worker
+    _require_token(settings, stage)
     base = args.metrics_port
     if base is None:
         base = settings.observability.metrics_port
@@ -93,6 +121,7 @@ def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
     if args.workers > 1:
         return _supervised(args, stage_name)
     settings = _settings(args)
+    _require_token(settings, stage_name)
     configure(settings.observability.log_level, settings.observability.log_format)
     log = get_logger(f"capi_stream.{stage_name}")
     wait_for_cluster(settings, log.warning)
@@ -217,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
         "create", help="create the topics with the configured partitions and retention (idempotent)"
     )
     create.set_defaults(handler=_topics_create)
+
+    check = sub.add_parser(
+        "check",
+        help="validate the configuration, print it with secrets masked, and test Kafka, the "
+        "registry and each pixel's token (reads only; sends no event)",
+    )
+    check.add_argument(
+        "--pixel-id", action="append", default=[], metavar="PIXEL",
+        help="also probe this pixel (repeatable); the configured ones are always probed",
+    )  # fmt: skip
+    check.set_defaults(handler=_check)
 
     normalize = sub.add_parser(
         "normalize",

@@ -5,12 +5,15 @@ variables (nested with ``__``, e.g. ``CAPI_STREAM_DELIVERER__LINGER_MS=500``), a
 (``CAPI_STREAM_CONFIG`` or ``--config``), then the defaults below. Secrets are ``SecretStr``: they
 print as ``**********`` and reach the wire only through ``.get_secret_value()`` at the sink.
 Any librdkafka property passes through unchanged in ``kafka`` (all clients), ``consumer``,
-``producer`` and ``admin``, so SASL and SSL work as librdkafka documents them.
+``producer`` and ``admin``, so SASL and SSL work as librdkafka documents them; likewise any
+property of confluent-kafka's Schema Registry client passes through in ``schema_registry``
+(``basic.auth.user.info``, ``bearer.auth.*``, ``ssl.*``).
 
 :func:`load_settings` (the CLI's way in) also refuses what the model alone cannot see: a
 ``CAPI_STREAM_*`` variable that names no setting, a variable that is not the JSON it must be,
-and a librdkafka property librdkafka rejects. Building :class:`Settings` reads and checks the
-credentials files (:mod:`stream.credentials`). Each of these is one :class:`ConfigError` line.
+a librdkafka property librdkafka rejects, and a registry property the registry client rejects.
+Building :class:`Settings` reads and checks the credentials files (:mod:`stream.credentials`).
+Each of these is one :class:`ConfigError` line.
 """
 
 from __future__ import annotations
@@ -154,6 +157,8 @@ class Settings(BaseSettings):
     # how long topics create, publish and the stages wait at start for the cluster to answer
     kafka_connect_timeout_s: float = Field(30.0, gt=0)
     schema_registry_url: str | None = None
+    # the Schema Registry client's own properties (auth, TLS), passed through unchanged
+    schema_registry: KafkaProps = Field(default_factory=dict)
     wire_format: Literal["auto", "confluent", "schemaless"] = "auto"
     kafka: KafkaProps = Field(default_factory=dict)
     consumer: KafkaProps = Field(default_factory=dict)
@@ -321,7 +326,34 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     finally:
         _CONFIG_FILE.reset(token)
     check_librdkafka(settings)
+    check_registry(settings)
     return settings
+
+
+def check_registry(settings: Settings) -> None:
+    """Build the Schema Registry client the settings will make, unconnected; :class:`ConfigError`
+    naming ``CAPI_STREAM_SCHEMA_REGISTRY`` if it refuses a property (never echoing a value)."""
+    if not settings.schema_registry:
+        return
+    from stream.kafka.registry import Registry  # only when a registry is set up: it is slow
+
+    try:
+        Registry(settings.schema_registry_url or "http://unset.invalid", settings.schema_registry)
+    except OSError as exc:
+        # a TLS file it names (ssl.ca.location, ...) cannot be read; ssl does not say which
+        files = [f"{k}={v}" for k, v in settings.schema_registry.items() if k.endswith(".location")]
+        problem = (
+            f"{_PREFIX}SCHEMA_REGISTRY: cannot read a file it names ({', '.join(files)}): "
+            f"{exc.strerror or type(exc).__name__}"
+        )
+        raise ConfigError(problem) from None
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        for value in settings.schema_registry.values():
+            if str(value):
+                text = text.replace(str(value), "**********")
+        problem = f"{_PREFIX}SCHEMA_REGISTRY: the registry client refused it: {text}"
+        raise ConfigError(problem) from None
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

@@ -1,4 +1,6 @@
-"""Wait, a bounded time, for the cluster to answer before a command or stage starts using it.
+"""The cluster as commands meet it: wait (bounded) for it to answer; describe our topics.
+
+Wait, a bounded time, for the cluster to answer before a command or stage starts using it.
 
 librdkafka never gives up on an unreachable broker: a producer queues and retries for
 ``message.timeout.ms`` (minutes), an admin request waits out its timeout, and every reconnect
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError as RdKafkaError
@@ -87,3 +90,48 @@ def wait_for_cluster(
             )
         if now - started < min(ask, 0.2):  # an answer that came back at once: do not spin
             time.sleep(min(0.2, deadline - now))
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """One topic as the cluster describes it to us: partitions, or why there are none."""
+
+    name: str
+    partitions: int = 0
+    #: librdkafka's error name (``UNKNOWN_TOPIC_OR_PART``, ``TOPIC_AUTHORIZATION_FAILED``) or None
+    error: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """What ``capi-stream check`` reports about the cluster."""
+
+    brokers: int
+    cluster_id: str | None
+    topics: tuple[TopicState, ...]
+
+
+def describe_topics(settings: Settings, names: list[str], timeout_s: float = 10.0) -> ClusterState:
+    """Ask the cluster about each topic in ``names`` (a metadata request each: a topic we may
+    not describe answers ``TOPIC_AUTHORIZATION_FAILED`` instead of vanishing from a listing).
+
+    :class:`KafkaError` when the cluster does not answer at all."""
+    admin = AdminClient(settings.admin_config())
+    states = []
+    try:
+        cluster = admin.list_topics(timeout=timeout_s)
+        for name in names:
+            meta = admin.list_topics(topic=name, timeout=timeout_s).topics.get(name)
+            if meta is None:
+                states.append(TopicState(name, error="UNKNOWN_TOPIC_OR_PART"))
+            elif meta.error is not None:
+                states.append(TopicState(name, error=meta.error.name()))
+            else:
+                states.append(TopicState(name, partitions=len(meta.partitions)))
+    except KafkaException as exc:
+        raise translate(exc, "describing topics") from exc
+    return ClusterState(len(cluster.brokers), cluster.cluster_id, tuple(states))

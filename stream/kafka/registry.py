@@ -27,15 +27,30 @@ from stream.core.errors import KafkaError
 
 
 class Registry:
-    """Registers our schemas and resolves writer schema ids, caching both."""
+    """Registers our schemas and resolves writer schema ids, caching both.
+
+    ``conf`` is the client's own configuration (setting ``schema_registry``: basic auth, bearer
+    tokens, TLS), passed through unchanged; the client rejects a property it does not know.
+    """
 
     def __init__(self, url: str, conf: Mapping[str, Any] | None = None) -> None:
-        self._client = SchemaRegistryClient({"url": url, **(conf or {})})
+        self._client = SchemaRegistryClient({**(conf or {}), "url": url})
         self.resolve = functools.cache(self._resolve)
 
     def close(self) -> None:
         """Close the registry client's HTTP connections."""
         self._client.close()
+
+    def subjects(self) -> list[str]:
+        """The registry's subjects: one authenticated read (``capi-stream check``'s probe)."""
+        try:
+            return list(self._client.get_subjects())
+        except SchemaRegistryError as exc:
+            raise KafkaError(
+                f"listing subjects: HTTP {exc.http_status_code}: {exc.error_message}"
+            ) from exc
+        except Exception as exc:
+            raise KafkaError(f"listing subjects: {type(exc).__name__}") from exc
 
     def register(self, subject: str, schema: Mapping[str, Any]) -> int:
         """Register ``schema`` under ``subject`` (idempotent) and return its id."""

@@ -4,6 +4,10 @@ Routes::
 
     POST /{vNN.N}/{pixel_id}/events   the Graph API events edge (CAPI.md §1)
     POST /capi/{pixel_id}/events      the CAPI Gateway's server endpoint, answers 202 (§6.4)
+    GET  /{vNN.N}/{pixel_id}[?fields=id,name]
+                                      the pixel (dataset) node: ``capi-stream check``'s probe of
+                                      a token, answered like Graph (190 unknown token, 200 no
+                                      permission on the pixel, 100/33 unknown pixel); never faulted
     GET  /_sim/healthz                liveness
     GET  /_sim/stats[?pixel_id=P][&ids=1]
     POST /_sim/faults                 a FaultConfig as JSON; DELETE /_sim/faults clears it
@@ -45,6 +49,9 @@ from stream.sim.validate import Invalid, validate_request
 
 _GRAPH_PATH: Final = re.compile(r"/(v\d+\.\d+)/([^/]+)/events/?")
 _GATEWAY_PATH: Final = re.compile(r"/capi/([^/]+)/events/?")
+_NODE_PATH: Final = re.compile(r"/(v\d+\.\d+)/([^/]+)/?")
+#: The fields of a pixel node the simulator knows (Graph's AdsPixel has many more).
+_NODE_FIELDS: Final = ("id", "name")
 ADMIN_PREFIX: Final = "/_sim/"
 
 
@@ -123,6 +130,9 @@ class SimApp:
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)
         route = _route(request.path)
+        node = _NODE_PATH.fullmatch(request.path)
+        if route is None and node is not None and request.method == "GET":
+            return self._read_pixel(request, node.group(2))
         if route is None:
             return graph_error(
                 400, 2500, f"Unknown path components: {request.path}", title="Unknown Path"
@@ -205,8 +215,9 @@ class SimApp:
         self.recorder.log(entry)
 
     def _check_token(
-        self, params: Mapping[str, Any], query: Mapping[str, str], pixel_id: str
+        self, params: Mapping[str, Any], query: Mapping[str, str], pixel_id: str | None
     ) -> Response | None:
+        """Graph's refusal of the token, its proof or (unless None) its use of ``pixel_id``."""
         token = _param(params, query, "access_token")
         if token is None:
             return graph_error(400, 104, "An access token is required to request this resource.")
@@ -232,15 +243,42 @@ class SimApp:
                     "Invalid appsecret_proof provided in the API argument",
                     error_type="GraphMethodException",
                 )
-        if ANY_PIXEL not in allowed and pixel_id not in allowed:
-            return graph_error(
-                403,
-                200,
-                f"(#200) The access token has no permission to send events to dataset {pixel_id}",
-                title="Permissions Error",
-                user_msg="Add the system user of this token to the dataset.",
-            )
+        if pixel_id is not None and ANY_PIXEL not in allowed and pixel_id not in allowed:
+            return _no_permission(pixel_id)
         return None
+
+    def _read_pixel(self, request: Request, pixel_id: str) -> Response:
+        """``GET /{version}/{pixel_id}?fields=id,name``: the pixel node, or Graph's refusal.
+
+        Graph answers an id it cannot show (none such, or hidden from this token) with code 100
+        subcode 33; the simulator keeps that for a pixel no configured token names, and answers
+        a known pixel the token may not use with the permission error of the events edge.
+        """
+        query = dict(parse_qsl(request.query))
+        if "access_token" not in query:
+            # Graph also reads the token from "Authorization: OAuth|Bearer <token>"
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() in ("oauth", "bearer") and value.strip():
+                query["access_token"] = value.strip()
+        if self.config.tokens and not self._pixel_known(pixel_id):
+            # the token is checked first: an unknown token learns nothing about pixels
+            refusal = self._check_token({}, query, None)
+            return refusal or _unknown_object(pixel_id)
+        refusal = self._check_token({}, query, pixel_id)
+        if refusal is not None:
+            return refusal
+        wanted = [f.strip() for f in query.get("fields", "id").split(",") if f.strip()]
+        unknown = [f for f in wanted if f not in _NODE_FIELDS]
+        if unknown:
+            return graph_error(
+                400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node "
+                "type (AdsPixel)", error_type="OAuthException",
+            )  # fmt: skip
+        node = {"id": pixel_id, "name": f"Simulated pixel {pixel_id}"}
+        return json_response(200, {f: node[f] for f in wanted})
+
+    def _pixel_known(self, pixel_id: str) -> bool:
+        return any(ANY_PIXEL in p or pixel_id in p for p in self.config.tokens.values())
 
     def _check_gateway_key(self, params: Mapping[str, Any], pixel_id: str) -> Response | None:
         keys = self.config.gateway_keys
@@ -299,3 +337,27 @@ class SimApp:
 
     def reset(self) -> None:
         self.recorder.reset()
+
+
+def _no_permission(pixel_id: str) -> Response:
+    """Code 200: the token is valid but its user has no access to this pixel (dataset)."""
+    return graph_error(
+        403,
+        200,
+        f"(#200) The access token has no permission to send events to dataset {pixel_id}",
+        title="Permissions Error",
+        user_msg="Add the system user of this token to the dataset.",
+    )
+
+
+def _unknown_object(object_id: str) -> Response:
+    """Graph's answer to a GET of an id that does not exist or that the token may not see."""
+    return graph_error(
+        400,
+        100,
+        f"Unsupported get request. Object with ID '{object_id}' does not exist, cannot be "
+        "loaded due to missing permissions, or does not support this operation. Please read "
+        "the Graph API documentation at https://developers.facebook.com/docs/graph-api",
+        error_type="GraphMethodException",
+        subcode=33,
+    )

@@ -144,3 +144,27 @@ def test_unreachable_cluster_waits_bounded_and_says_so_once(
     assert "waiting up to 2 s" in lines[0]
     assert f"cannot reach Kafka at {bootstrap}" in lines[1]
     assert CONNECT_TIMEOUT_S <= took < CONNECT_TIMEOUT_S + 15
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_deliver_without_any_token_refuses_to_start(workers: str) -> None:
+    """Delivering to Graph with no token at all: exit 2, one line naming the settings that hold
+    one, before connecting (the bootstrap is unreachable and the answer is immediate)."""
+    started = time.monotonic()
+    code, out = _cli("--bootstrap", "127.0.0.1:9", "deliver", "--workers", workers)
+    _assert_one_line(code, out, 2, "no access token", "CAPI_STREAM_ACCESS_TOKEN")
+    assert time.monotonic() - started < 20
+
+
+def test_deliver_to_a_gateway_needs_no_token(refused_port: int) -> None:
+    """A Gateway destination authenticates with its access key: no token is needed, so the
+    deliverer goes on to connect (and here says it cannot reach the cluster: exit 1)."""
+    env = {
+        "CAPI_STREAM_KAFKA_CONNECT_TIMEOUT_S": str(CONNECT_TIMEOUT_S),
+        "CAPI_STREAM_DELIVERER__DESTINATION": "gateway",
+        "CAPI_STREAM_DELIVERER__GATEWAY_URL": "http://127.0.0.1:9",
+    }
+    code, out = _cli("--bootstrap", f"127.0.0.1:{refused_port}", "deliver", env=env)
+    assert code == 1, out
+    assert "no access token" not in out
+    assert "cannot reach Kafka" in out

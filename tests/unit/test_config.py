@@ -160,3 +160,38 @@ def test_connect_timeout_setting() -> None:
     assert Settings().kafka_connect_timeout_s == 30.0
     with pytest.raises(ConfigError, match="CAPI_STREAM_KAFKA_CONNECT_TIMEOUT_S"):
         load_settings(kafka_connect_timeout_s=0)
+
+
+def test_registry_properties_pass_through_unchanged() -> None:
+    """``schema_registry`` reaches the registry client as given (auth, TLS), beside the URL."""
+    from stream.kafka.registry import Registry
+
+    conf = {"basic.auth.user.info": "user:pw", "timeout": 5}
+    settings = load_settings(schema_registry_url="http://127.0.0.1:9", schema_registry=conf)
+    assert settings.schema_registry == conf
+    registry = Registry("http://127.0.0.1:9", settings.schema_registry)
+    registry.close()
+
+
+def test_unknown_registry_property_is_one_line_without_values() -> None:
+    """A property the registry client does not know: :class:`ConfigError` naming
+    CAPI_STREAM_SCHEMA_REGISTRY and the property, never a configured value."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            schema_registry_url="http://127.0.0.1:9",
+            schema_registry={"basic.auth.user.info": "u:hunter2", "basic.auth.bogus": "x"},
+        )
+    text = str(caught.value)
+    assert "CAPI_STREAM_SCHEMA_REGISTRY" in text
+    assert "basic.auth.bogus" in text
+    assert "hunter2" not in text
+
+
+def test_unreadable_registry_tls_file_is_a_config_error(tmp_path: Path) -> None:
+    """``ssl.ca.location`` naming no file: one line naming the setting and the path."""
+    missing = tmp_path / "ca.pem"
+    with pytest.raises(ConfigError, match=r"CAPI_STREAM_SCHEMA_REGISTRY: cannot read .*ca\.pem"):
+        load_settings(
+            schema_registry_url="https://127.0.0.1:9",
+            schema_registry={"ssl.ca.location": str(missing)},
+        )
