@@ -195,3 +195,57 @@ def test_unreadable_registry_tls_file_is_a_config_error(tmp_path: Path) -> None:
             schema_registry_url="https://127.0.0.1:9",
             schema_registry={"ssl.ca.location": str(missing)},
         )
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "capi-stream.example.toml"
+
+
+def _example_names() -> dict[str, set[str]]:
+    """Section (``""`` for the top level) → the ``setting =`` names in it, commented or not."""
+    import re
+
+    found: dict[str, set[str]] = {"": set()}
+    section = ""
+    for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if header := re.fullmatch(r"\[(\w+)\]\s*", line):
+            section = header.group(1)
+            found.setdefault(section, set())
+        elif name := re.match(r"#?\s*(\w+)\s*=", line):
+            found[section].add(name.group(1))
+    return found
+
+
+def test_example_configuration_loads_as_the_defaults() -> None:
+    """``capi-stream.example.toml`` is valid as shipped, and its uncommented values are the
+    defaults (so its comments tell the truth about what an absent setting means)."""
+    settings = load_settings(EXAMPLE)
+    assert settings.model_dump() == Settings().model_dump()
+
+
+def test_example_configuration_names_every_setting() -> None:
+    """Every setting of :class:`Settings` and of each section appears in the example (as a
+    value or a commented line), and every section has its table."""
+    from pydantic import BaseModel
+
+    found = _example_names()
+    missing = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names = found.get(name, set())
+            missing.extend(f"{name}.{sub}" for sub in section.model_fields if sub not in names)
+        elif field.default_factory is dict:
+            if name not in found:  # a passthrough or per-pixel table
+                missing.append(f"[{name}]")
+        elif name not in found[""]:
+            missing.append(name)
+    assert not missing, f"not in capi-stream.example.toml: {missing}"
+
+
+def test_example_configuration_shows_sasl_and_mtls() -> None:
+    """The Kafka table shows SASL_SSL with SCRAM and mTLS (commented out)."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for line in ('# "security.protocol" = "SASL_SSL"', '# "sasl.mechanisms" = "SCRAM-SHA-512"',
+                 '# "security.protocol" = "SSL"', '# "ssl.certificate.location"',
+                 '# "ssl.key.location"'):  # fmt: skip
+        assert line in text
