@@ -118,7 +118,8 @@ def hand_publish(topic: str, path: Path, producer_config: dict[str, Any]) -> int
 def hand_copy(
     bootstrap: str, source: str, target: str, records: int, *, letters: bool = False
 ) -> int:
-    """A plain consume-and-produce copy of ``records`` records (``letters``: their originals)."""
+    """A plain consume-and-produce copy of ``records`` records, adding the provenance header the
+    tool adds (``letters``: each dead letter decoded, its original produced with its headers)."""
     import fastavro
     from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -133,21 +134,33 @@ def hand_copy(
     copied = 0
     try:
         while copied < records:
-            for msg in consumer.consume(500, 1.0):
+            for msg in consumer.consume(500, 0.1):
                 if msg.error():
                     continue
                 key, value = msg.key(), msg.value()
+                where = f"{source}[{msg.partition()}]@{msg.offset()}".encode()
                 if letters:
                     letter = fastavro.schemaless_reader(io.BytesIO(value), letter_schema, None)
                     key, value = letter["original_key"], letter["original_value"]
+                    src = letter["source"]
+                    headers = [(h["key"], h["value"]) for h in letter["headers"]]
+                    headers += [("capi.dlq.reason", letter["reason"].encode()),
+                                ("capi.dlq.source", where),
+                                ("capi.dlq.original",
+                                 f"{src['topic']}[{src['partition']}]@{src['offset']}".encode()),
+                                ("capi.dlq.attempts", b"%d" % letter["attempts"])]  # fmt: skip
+                else:
+                    headers = [*(msg.headers() or ()), ("capi.replay.source", where)]
                 while True:
                     try:
-                        producer.produce(target, value, key, headers=msg.headers())
+                        producer.produce(target, value, key, headers=headers)
                         break
                     except BufferError:
                         producer.poll(0.1)
                 producer.poll(0)
                 copied += 1
+                if copied == records:
+                    break
     finally:
         consumer.close()
     if producer.flush(120):

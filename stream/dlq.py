@@ -224,7 +224,8 @@ def _show(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> int:
 
 
 def _republish(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> int:
-    from stream.kafka.facts import event_facts
+    from stream import schemas
+    from stream.kafka.prefix_facts import FactsReader
     from stream.kafka.producer import StageProducer
 
     if not args.reason:
@@ -234,6 +235,9 @@ def _republish(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> 
     topic = settings.topics.raw if args.to == "raw" else settings.topics.enriched
     stage, enriched = _TOPIC_STAGE[args.to], args.to == "enriched"
     codec = codecs.enriched if enriched else codecs.raw
+    # a raw event's age is read from its first fields; an enriched one is decoded
+    reader = FactsReader(codec, None if enriched else schemas.load("conversion_event"),
+                         enriched=enriched)  # fmt: skip
     margin = _margin(settings, stage)
     producer = None if args.dry_run else StageProducer(settings.producer_config(),
                                                       transactional=False)  # fmt: skip
@@ -242,9 +246,11 @@ def _republish(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> 
     for record, letter in read_letters(settings, codecs, show_progress=not args.no_progress):
         if args.limit is not None and outcomes["republished"] >= args.limit:
             break
-        if not selected(args, letter, pixel_of(letter, codecs)):
+        # the pixel may take decoding the original: only a --pixel filter asks for it
+        pixel = pixel_of(letter, codecs) if args.pixel is not None else None
+        if not selected(args, letter, pixel):
             continue
-        facts = event_facts(letter["original_value"], codec, enriched=enriched)
+        facts = reader.facts(letter["original_value"])
         outcome = (
             "of_the_other_stage" if letter["stage"] != stage
             else "without_original_value" if letter["original_value"] is None

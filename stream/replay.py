@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from stream.config import Settings
-    from stream.core.codec import AvroCodec
     from stream.core.records import Record
     from stream.kafka.facts import EventFacts
     from stream.kafka.offsets_admin import OffsetsAdmin
+    from stream.kafka.prefix_facts import FactsReader
     from stream.kafka.range_copy import Tally
     from stream.progress import Progress
 
@@ -81,16 +81,21 @@ def stage_of(settings: Settings, name: str) -> Stage:
 @contextmanager
 def _reading(
     settings: Settings, stage: Stage, ranges: Ranges, label: str, *, show_progress: bool
-) -> Iterator[tuple[AvroCodec, Progress]]:
-    """The stage input's codec and a progress line over the ranges' records."""
+) -> Iterator[tuple[FactsReader, Progress]]:
+    """The stage input's facts reader and a progress line over the ranges' records."""
+    from stream import schemas
+    from stream.kafka.prefix_facts import FactsReader
     from stream.kafka.serde import build_codecs
     from stream.progress import Progress
 
     codecs = build_codecs(settings)
+    codec = codecs.enriched if stage.enriched else codecs.raw
+    schema = None if stage.enriched else schemas.load("conversion_event")
+    reader = FactsReader(codec, schema, enriched=stage.enriched, default_pixel=stage.default_pixel)
     total = sum(end - start for start, end in ranges.values())
     try:
         with Progress(label, total, enabled=show_progress) as progress:
-            yield (codecs.enriched if stage.enriched else codecs.raw), progress
+            yield reader, progress
     finally:
         codecs.close()
 
@@ -100,19 +105,19 @@ def copy_range(
     pixel: str | None = None, dry_run: bool = False, show_progress: bool = False, now: float,
 ) -> Tally:  # fmt: skip
     """One-off mode: copy the range's sendable records (of ``pixel``) back onto the topic."""
-    from stream.kafka.facts import event_facts
     from stream.kafka.range_copy import Tally, copy_ranges
 
     tally = Tally()
-    with _reading(settings, stage, ranges, "replay", show_progress=show_progress) as (codec, bar):
+    old_ms = (now - DEDUP_WINDOW_SECONDS) * 1000
+    with _reading(settings, stage, ranges, "replay", show_progress=show_progress) as (facts, bar):
 
         def choose(record: Record) -> tuple[str, bool]:
             bar.advance()
-            facts = event_facts(record.value, codec, enriched=stage.enriched,
-                                default_pixel=stage.default_pixel)  # fmt: skip
-            outcome = _outcome(record, facts, stage, pixel, now)
+            # the pixel comes last in the record: it is read only when a filter needs it
+            found = facts.facts(record.value, need_pixel=pixel is not None)
+            outcome = _outcome(record, found, stage, pixel, now)
             copy = outcome.startswith("copied")
-            if copy and (record.timestamp_ms or 0) < (now - DEDUP_WINDOW_SECONDS) * 1000:
+            if copy and (record.timestamp_ms or 0) < old_ms:
                 tally.old_copies += 1
             return outcome, copy
 
@@ -141,17 +146,16 @@ def scan_rewind(
 ) -> tuple[Tally, dict[int, int]]:
     """Group mode: count a range's expired events, and per partition the offset after those
     leading the range (rewinding to them would only dead-letter them again)."""
-    from stream.kafka.facts import event_facts
     from stream.kafka.range_copy import Tally
     from stream.kafka.range_reader import read_ranges
 
     tally = Tally()
     starts = {p: start for p, (start, _) in ranges.items()}
     leading = set(ranges)
-    with _reading(settings, stage, ranges, "scan", show_progress=show_progress) as (codec, bar):
+    with _reading(settings, stage, ranges, "scan", show_progress=show_progress) as (reader, bar):
         for record in read_ranges(settings, stage.topic, ranges):
             bar.advance()
-            facts = event_facts(record.value, codec, enriched=stage.enriched)
+            facts = reader.facts(record.value)
             expired = facts is not None and facts.expired(now, stage.margin_s)
             tally.counts[record.partition, "expired" if expired else "to_reread"] += 1
             if record.partition in leading and expired:

@@ -290,9 +290,12 @@ _Put = Callable[[dict[str, Any], str], None]
 
 
 def _putter(path: str, kind: Kind) -> _Put:
-    """The conversion and placement of one column's cells, as ``_coerce`` and ``_put`` do it."""
+    """The conversion and placement of one column's cells, as ``_coerce`` and ``_put`` do it.
+
+    Written out per case rather than through ``_coerce`` and ``_put``: this runs once per cell.
+    """
     *sections, name = path.split(".", 2) if kind == "property" else path.split(".")
-    is_time = path.endswith("_time")
+    convert = _cell_converter(kind, is_time=path.endswith("_time"))
 
     def place(event: dict[str, Any]) -> dict[str, Any]:
         target = event
@@ -319,13 +322,36 @@ def _putter(path: str, kind: Kind) -> _Put:
         return put_strings
 
     def put_once(event: dict[str, Any], value: str) -> None:
-        coerced = _coerce(kind, value, is_time=is_time)
+        coerced = value if convert is None else convert(value)
         target = place(event)
         if name in target:
             raise ValueError("given twice")
         target[name] = coerced
 
     return put_once
+
+
+def _cell_converter(kind: Kind, *, is_time: bool) -> Callable[[str], Any] | None:
+    """What ``_coerce`` does to a non-blank text cell of ``kind``; None: the text as it is."""
+    if kind in ("string", "property", "strings"):
+        # CSV cells are text: a property keeps it as text, like a string field (and lists
+        # are split by their own putter)
+        return None
+    if kind == "data":
+        return orjson.loads
+    if kind == "boolean":
+        return _boolean
+    if kind == "double":
+        return float
+    low, high = _INT_RANGE[kind]
+
+    def whole(value: str) -> int:
+        number = parse_time(value) if is_time else int(value.strip())
+        if not low <= number < high:
+            raise ValueError("out of range")
+        return number
+
+    return whole
 
 
 def _names(header: Sequence[str], cells: Sequence[str]) -> list[str]:
@@ -434,7 +460,8 @@ def read_csv_cells(lines: Iterable[str]) -> tuple[list[str], Iterator[tuple[int,
         start = reader.line_num + 1
         for cells in reader:
             line, start = start, reader.line_num + 1
-            if not any(cell.strip() for cell in cells):
+            joined = "".join(cells)  # one C-level pass: is every cell blank?
+            if not joined or joined.isspace():
                 continue
             yield line, cells
 

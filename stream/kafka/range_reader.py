@@ -44,7 +44,9 @@ def read_ranges(
         last_progress = time.monotonic()
         while todo:
             try:
-                messages = consumer.consume(500, 0.5)
+                # consume() waits its whole timeout for a batch it cannot fill (the end of a
+                # partition): a short one keeps the last batch of a range from idling
+                messages = consumer.consume(500, 0.1)
             except KafkaException as exc:
                 raise translate(exc, f"reading {topic}") from exc
             if messages:
