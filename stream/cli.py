@@ -88,10 +88,13 @@ def _require_token(settings: Settings, stage_name: str) -> None:
 def _supervised(args: argparse.Namespace, stage: str) -> int:
     """``--workers N``: N processes of one stage in one consumer group, restarted on crashes."""
     from stream.health import worker_port
+    from stream.logs import configure
     from stream.supervise import cli_argv, run_workers
 
     settings = _settings(args)  # fail fast (exit 2) before starting any worker
     _require_token(settings, stage)
+    o = settings.observability
+    configure(o.log_level, o.log_format, role="supervisor", stage=stage)
     base = args.metrics_port
     if base is None:
         base = settings.observability.metrics_port
@@ -122,7 +125,8 @@ def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
         return _supervised(args, stage_name)
     settings = _settings(args)
     _require_token(settings, stage_name)
-    configure(settings.observability.log_level, settings.observability.log_format)
+    o = settings.observability
+    configure(o.log_level, o.log_format, worker=args.worker, stage=stage_name)
     log = get_logger(f"capi_stream.{stage_name}")
     wait_for_cluster(settings, log.warning)
     port = args.metrics_port
@@ -149,7 +153,7 @@ def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
         if health is not None:
             health.stop()
     counts = {k: v for k, v in vars(stats).items() if isinstance(v, int)}
-    print(f"{stage_name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
+    log.info("stage stopped", **counts)
     return EXIT_OK
 
 
@@ -338,18 +342,32 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
 )
 
 
+def _error(text: str) -> None:
+    """The one line a failed command ends with: JSON once JSON logs are set up, else text."""
+    from stream import logs
+
+    if logs.json_configured():
+        logs.get_logger("capi_stream.cli").error(text)
+    else:
+        print(f"capi-stream: {text}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
+    from stream import logs
+
+    if argv is None:  # the console script or python -m: this process is ours
+        logs.own_process()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
     except ConfigError as exc:
-        print(f"capi-stream: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_CONFIG
     except CapiStreamError as exc:
-        print(f"capi-stream: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

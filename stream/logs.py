@@ -17,7 +17,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -49,27 +49,116 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
-    """Set up structlog and route the standard library's logging through the same output."""
+class _Static:
+    """Adds fixed fields (``worker=2``) to every line, unless the call names them itself.
+
+    Bound at configure time rather than in context variables: those do not reach threads
+    started later (the health server, librdkafka's log callbacks, the sender's loop).
+    """
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self.fields = dict(fields)
+
+    def __call__(
+        self, _: Any, __: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in self.fields.items():
+            event_dict.setdefault(key, value)
+        return event_dict
+
+
+class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler :func:`configure` installs (and replaces on the next call)."""
+
+
+_FORMAT: list[str] = []  # the format configure() last set up; empty: never configured
+
+
+def configure(level: str = "info", fmt: str = "json", **fields: Any) -> None:
+    """Set up structlog, and route the standard library's logging through the same renderer.
+
+    Every line on stderr then has one shape: with ``fmt="json"`` each is one JSON object,
+    whether it came from structlog, a standard-library logger (httpx, asyncio, ...), a Python
+    warning or librdkafka. ``fields`` go on every line (a worker passes ``worker=i``).
+    """
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_dumps)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _Static(fields),
+        redact,
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
+            *shared,
             structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
+        # one write per line (print() writes the newline apart): the workers of --workers N
+        # share the supervisor's stderr, and separate writes interleave their lines
+        logger_factory=structlog.WriteLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=_Stderr(), format="%(name)s %(message)s")
+    handler = _OurHandler(_Stderr())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a library's warning becomes a log line, not raw text
+    if fmt == "json" and _OWN_PROCESS:
+        # a crash's traceback too: one JSON line, not thirty raw ones (only in a process the CLI
+        # owns: a test runner in the same process keeps its own hooks)
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
+    _FORMAT[:] = [fmt]
+
+
+_OWN_PROCESS: list[bool] = []
+
+
+def own_process() -> None:
+    """Called by the CLI when it is the process's entry point: :func:`configure` may then
+    route uncaught exceptions (the process's and its threads') through the log."""
+    _OWN_PROCESS[:] = [True]
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("capi_stream").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("capi_stream").critical(
+        "uncaught exception in thread %s", name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def json_configured() -> bool:
+    """True once :func:`configure` set up JSON lines (errors then print as JSON too)."""
+    return _FORMAT == ["json"]
 
 
 def get_logger(name: str) -> Any:

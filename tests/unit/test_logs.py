@@ -89,3 +89,35 @@ def test_real_client_logs_arrive_levelled_and_limited(capfd: pytest.CaptureFixtu
     assert 1 <= len(lines) <= 4, lines
     assert all(e["log_level"] == "error" for e in lines if "FAIL" in e["message"])
     assert "|FAIL|" not in capfd.readouterr().err
+
+
+def test_json_format_renders_stdlib_loggers_and_warnings_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With JSON logs, a standard-library logger (httpx, asyncio...) and a Python warning are
+    one JSON object each, carrying the fields bound at configure time (the worker id)."""
+    import json
+    import warnings
+
+    from stream.logs import configure, get_logger
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        configure("info", "json", worker=7)
+        get_logger("capi_stream.test").info("ours", n=1)
+        logging.getLogger("some.library").warning("theirs %s", "formatted")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("a library warning", UserWarning, stacklevel=1)
+        err = capsys.readouterr().err
+    finally:
+        configure("info", "console")
+        logging.captureWarnings(False)
+        root.setLevel(level)
+    objects = [json.loads(line) for line in err.splitlines()]
+    assert [o["event"] for o in objects[:2]] == ["ours", "theirs formatted"]
+    assert objects[1]["logger"] == "some.library"
+    assert objects[1]["level"] == "warning"
+    assert "a library warning" in objects[2]["event"]
+    assert all(o["worker"] == 7 for o in objects)
