@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fastavro
+import orjson
 
 from bench.common import (
     Timing,
@@ -138,6 +139,7 @@ def floor(inputs: Inputs) -> tuple[Callable[[], int], Callable[[], dict[str, Any
     raw_schema = fastavro.parse_schema(schemas.load("conversion_event"))
     out_schema = fastavro.parse_schema(schemas.load("capi_event"))
     reader, writer, sha256 = fastavro.schemaless_reader, fastavro.schemaless_writer, hashlib.sha256
+    dumps = orjson.dumps
     records, now_ms = inputs.records, inputs.now * 1000
 
     def run() -> int:
@@ -156,13 +158,17 @@ def floor(inputs: Inputs) -> tuple[Callable[[], int], Callable[[], dict[str, Any
             test_event_code = event.pop("test_event_code")
             event_id = event["event_id"] = event["event_id"] or ""
             buf = io.BytesIO()
+            # the envelope (version 2 of capi_event.avsc), the event as JSON unpruned
             writer(
                 buf,
                 out_schema,
                 {
-                    "event": event,
-                    "event_id": event_id,
+                    "envelope": b"\x01",
                     "pixel_id": pixel_id or "",
+                    "event_id": event_id,
+                    "event_name": event["event_name"],
+                    "event_time": event["event_time"],
+                    "action_source": event["action_source"],
                     "test_event_code": test_event_code,
                     "warnings": [],
                     "source": {
@@ -171,6 +177,7 @@ def floor(inputs: Inputs) -> tuple[Callable[[], int], Callable[[], dict[str, Any
                         "offset": record.offset,
                     },
                     "normalized_at": now_ms,
+                    "event_json": dumps(event),
                 },
             )
         return len(records)

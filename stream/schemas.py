@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-SchemaName = Literal["conversion_event", "capi_event", "dead_letter"]
+#: ``capi_event`` is the enriched record's current version (2, the envelope); ``capi_event.v1``
+#: the previous one, which deliverers still read and whose ``ServerEvent`` documents the JSON
+#: shape of version 2's ``event_json``.
+SchemaName = Literal["conversion_event", "capi_event", "capi_event.v1", "dead_letter"]
 
 _HERE = Path(__file__).resolve().parent
 # a checkout (and an editable install) has schemas/ beside stream/; a wheel has stream/_schemas

@@ -2,7 +2,9 @@
 
 The stage loop only moves bytes between Kafka and this function, so every decision about a record
 (decode, validate, normalize, hash, encode, or dead-letter with a reason) is testable without a
-broker. It never raises on data: whatever the bytes, the answer is an :class:`Output`.
+broker. It never raises on data: whatever the bytes, the answer is an :class:`Output`. The
+enriched record is version 2 of ``capi_event.avsc`` (:mod:`stream.core.envelope`): the event's
+request JSON is made here, once.
 
 Nor does it answer with an output the broker would refuse: with ``max_record_bytes`` set (from
 :func:`stream.kafka.limits.max_record_bytes`), an enriched record whose key + value + headers
@@ -16,8 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
+
 from stream.core.codec import AvroCodec
 from stream.core.dead_letter import RECORD_TOO_LARGE, dead_letter, letter_record, record_size
+from stream.core.envelope import envelope
 from stream.core.errors import DecodeError, EncodeError
 from stream.core.normalize import Normalized, NormalizeOptions, normalize_event
 from stream.core.records import Record
@@ -70,21 +75,21 @@ class Enricher:
                 record, now, result.reason, result.detail,
                 pixel_id=result.pixel_id, event_id=result.event_id, event_name=result.event_name,
             )  # fmt: skip
-        enriched = {
-            "event": result.event,
-            "event_id": result.event_id,
-            "pixel_id": result.pixel_id,
-            "test_event_code": result.test_event_code,
-            "warnings": list(result.warnings),
-            "source": {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-            },
-            "normalized_at": int(now * 1000),
-        }
+        event = result.event
+        # version 2 of the enriched record: routing fields and the event's request JSON, made
+        # once here so the deliver stage only splices it (stream.core.envelope)
         try:
+            enriched = envelope(
+                event, pixel_id=result.pixel_id, event_id=result.event_id,
+                test_event_code=result.test_event_code, warnings=list(result.warnings),
+                source=(record.topic, record.partition, record.offset),
+                normalized_at_ms=int(now * 1000),
+            )  # fmt: skip
             value = self._enriched.encode(enriched)
+        except orjson.JSONEncodeError as exc:
+            # a value JSON cannot hold (an integer past 64 bits): named by type, never quoted
+            why = f"the event is not JSON-serializable: {type(exc).__name__}"
+            return self._dead(record, now, "encode_failed", why, pixel_id=result.pixel_id)
         except EncodeError as exc:
             return self._dead(record, now, "encode_failed", str(exc), pixel_id=result.pixel_id)
         # keyed like the raw record so per-key order survives; else by event id for even spread
@@ -99,7 +104,7 @@ class Enricher:
             )
             return self._dead(
                 record, now, RECORD_TOO_LARGE, why, pixel_id=result.pixel_id,
-                event_id=result.event_id, event_name=result.event.get("event_name"),
+                event_id=result.event_id, event_name=event["event_name"],
             )  # fmt: skip
         return Output(
             "enriched", key, value, headers, warnings=result.warnings, pixel_id=result.pixel_id

@@ -133,8 +133,15 @@ def start_stage(command: list[str], settings: Settings, log: Path) -> subprocess
         )  # fmt: skip
 
 
-def enriched_value(event_id: str, pixel_id: str, now: float, **raw_overrides: Any) -> bytes:
-    """One enriched record (schemaless Avro) as the normalize stage would write it."""
+def enriched_value(
+    event_id: str, pixel_id: str, now: float, *, version: int = 2, **raw_overrides: Any
+) -> bytes:
+    """One enriched record (schemaless Avro) as the normalize stage writes it.
+
+    ``version=1`` writes the previous record (``capi_event.v1.avsc``), as a normalizer before
+    issue 11 did: a backlog of those must still drain.
+    """
+    from stream.core.envelope import envelope
     from stream.core.normalize import Normalized, normalize_event
     from tests.factories import raw_event
 
@@ -143,22 +150,29 @@ def enriched_value(event_id: str, pixel_id: str, now: float, **raw_overrides: An
         now,
     )
     assert isinstance(result, Normalized), result
-    return _ENRICHED.encode({
-        "event": result.event, "event_id": result.event_id, "pixel_id": result.pixel_id,
+    common = {
+        "pixel_id": result.pixel_id, "event_id": result.event_id,
         "test_event_code": result.test_event_code, "warnings": list(result.warnings),
-        "source": {"topic": "raw", "partition": 0, "offset": 0},
-        "normalized_at": int(now * 1000),
-    })  # fmt: skip
+    }  # fmt: skip
+    if version == 1:
+        source = {"topic": "raw", "partition": 0, "offset": 0}
+        return _ENRICHED_V1.encode(
+            {"event": result.event, **common, "source": source, "normalized_at": int(now * 1000)}
+        )
+    return _ENRICHED.encode(
+        envelope(result.event, **common, source=("raw", 0, 0), normalized_at_ms=int(now * 1000))
+    )
 
 
-def _enriched_codec() -> Any:
+def _enriched_codec(name: Any) -> Any:
     from stream import schemas
     from stream.core.codec import AvroCodec
 
-    return AvroCodec(schemas.load("capi_event"))
+    return AvroCodec(schemas.load(name))
 
 
-_ENRICHED = _enriched_codec()
+_ENRICHED = _enriched_codec("capi_event")
+_ENRICHED_V1 = _enriched_codec("capi_event.v1")
 
 
 def run_cli(monkeypatch: Any, settings: Settings, *argv: str) -> int:

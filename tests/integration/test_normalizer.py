@@ -17,6 +17,7 @@ from stream.core.codec import AvroCodec
 from stream.normalizer import Normalizer
 from tests.factories import custom_data, empty_user_data, raw_event
 from tests.integration.helpers import produce, read_all, stage_names, stage_settings
+from tests.shape import check_event_json
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +110,13 @@ def test_mixed_input_gives_exact_counts_and_only_hashes(
     enriched_codec = AvroCodec(schemas.load("capi_event"))
     for rec in enriched:
         record = enriched_codec.decode(rec.value or b"")
-        user_data = record["event"]["user_data"]
+        # version 2: the event as its request JSON, of the documented shape (tests/shape.py)
+        event = check_event_json(record["event_json"])
+        assert (record["event_id"], record["event_name"]) == (
+            event["event_id"],
+            event["event_name"],
+        )
+        user_data = {key: [] for key in HASHED_KEYS} | event["user_data"]
         for key in HASHED_KEYS:
             assert all(HEX64.match(v) for v in user_data[key]), key
         assert EMAIL.lower().encode() not in (rec.value or b"").lower()

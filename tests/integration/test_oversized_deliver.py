@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from stream.core.dead_letter import PREFIX_BYTES, record_size
+from stream.core.envelope import envelope
 from stream.core.normalize import Normalized, normalize_event
 from stream.deliverer import Deliverer
 from stream.kafka.serde import Codecs, build_codecs
@@ -85,11 +86,11 @@ def enriched(codecs: Codecs, event_id: str, size: int) -> bytes:
                     custom_data=custom_data(custom_properties=props))  # fmt: skip
     result = normalize_event(raw, time.time())
     assert isinstance(result, Normalized), result
-    return codecs.enriched.encode({
-        "event": result.event, "event_id": result.event_id, "pixel_id": result.pixel_id,
-        "test_event_code": result.test_event_code, "warnings": list(result.warnings),
-        "source": {"topic": "raw", "partition": 0, "offset": 0}, "normalized_at": NOW * 1000,
-    })  # fmt: skip
+    return codecs.enriched.encode(envelope(
+        result.event, pixel_id=result.pixel_id, event_id=result.event_id,
+        test_event_code=result.test_event_code, warnings=list(result.warnings),
+        source=("raw", 0, 0), normalized_at_ms=NOW * 1000,
+    ))  # fmt: skip
 
 
 def test_a_dead_letter_the_broker_refuses_stops_the_stage_instead_of_stalling(

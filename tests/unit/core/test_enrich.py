@@ -15,9 +15,11 @@ from stream import schemas
 from stream.core.codec import AvroCodec
 from stream.core.dead_letter import PREFIX_BYTES, RECORD_TOO_LARGE, record_size
 from stream.core.enrich import Enricher, Output
+from stream.core.envelope import MARKER
 from stream.core.normalize import DEFAULT_OPTIONS
 from stream.core.records import Record
-from tests.factories import custom_data, empty_user_data, raw_event
+from tests.factories import custom_data, empty_user_data, full_raw_event, raw_event
+from tests.shape import check_event_json
 
 NOW = 1_767_225_600.0 + 60
 LIMIT = 991_808  # max_record_bytes for the defaults: 1,000,000 - 8 KiB
@@ -182,3 +184,37 @@ def test_small_records_are_unchanged_by_the_limit(codecs: Codecs) -> None:
     assert {k: v for k, v in decode(with_limit.value).items() if k not in strip} == {
         k: v for k, v in decode(without.value).items() if k not in strip
     }
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        raw_event(),
+        full_raw_event(),
+        raw_event(action_source="physical_store", event_source_url=None),
+        raw_event(custom_data=custom_data(custom_properties={"tier": "gold", "n": 3})),
+        raw_event(
+            user_data=empty_user_data()
+            | {"fbp": "fb.1.1596403881668.1116446470", "client_user_agent": "Mozilla/5.0"}
+        ),
+    ],
+    ids=["minimal", "full", "physical_store", "custom_properties", "cookie_only"],
+)
+def test_every_enriched_record_is_version_2_with_documented_json(
+    codecs: Codecs, event: dict[str, Any]
+) -> None:
+    """The Enricher writes the envelope; its event_json fits capi_event.v1.avsc's ServerEvent
+    (tests/shape.py) and its routing fields agree with the JSON."""
+    out = codecs.enricher(LIMIT).process(record(codecs.raw.encode(event)), NOW)
+    assert out.destination == "enriched", out.reason
+    body = out.value[5:] if codecs.enriched.wire_format == "confluent" else out.value
+    assert body[:1] == MARKER
+    enriched = codecs.enriched.decode(out.value)
+    wire = check_event_json(enriched["event_json"])
+    assert (enriched["event_id"], enriched["event_name"], enriched["event_time"]) == (
+        wire["event_id"],
+        wire["event_name"],
+        wire["event_time"],
+    )
+    assert enriched["action_source"] == wire.get("action_source")
+    assert enriched["source"] == {"topic": "capi.events.raw", "partition": 0, "offset": 17}

@@ -1,0 +1,136 @@
+"""The enriched record, version 2: routing fields and the event's request JSON as bytes.
+
+Version 1 (``schemas/capi_event.v1.avsc``) carried the whole event as a ~95-leaf Avro record.
+The deliver stage decoded all of it on every event (over half of its CPU), only to prune it with
+:func:`stream.core.wire.to_wire` and serialize it again. Version 2 (``schemas/capi_event.avsc``)
+keeps as fields only what routing and the delivery rules read (pixel, event id, name, time,
+action source, test code) plus provenance, and the event as the exact compact JSON object that
+goes into a request's ``data`` array, made once by the normalize stage. The deliver stage splices
+those bytes (:mod:`stream.core.payload`) and never parses customer data. Example::
+
+    {"envelope": b"\\x01", "pixel_id": "1234567890", "event_id": "order-100045",
+     "event_name": "Purchase", "event_time": 1767225540, "action_source": "website",
+     "test_event_code": None, "warnings": [], "source": {"topic": "raw", "partition": 0,
+     "offset": 7}, "normalized_at": 1767225600000,
+     "event_json": b'{"event_name":"Purchase","event_time":1767225540,...}'}
+
+**Telling the versions apart.** A version-2 Avro body starts with the marker byte ``0x01``; a
+version-1 body starts with the length of ``event_name`` as a zigzag varint, whose first byte is
+always even (zigzag maps a length n to 2n, and a varint's first byte keeps its low bit). So the
+first byte of the body decides, in both wire formats: in the Confluent format it is the byte
+after the 5-byte header, and each version's codec then resolves the writer's registry id as
+usual (a version-1 writer id is decoded with the version-1 reader). No header is needed, so a
+record copied by a tool that drops headers (``dlq republish``, MirrorMaker without them) is
+still read right. :class:`EnrichedCodec` reads both and answers version 2's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from stream.core.codec import AvroCodec, SchemaResolver, WireFormat
+from stream.core.errors import DecodeError
+from stream.core.wire import to_wire
+
+#: The first byte of every version-2 body (odd; a version-1 body starts with an even byte).
+MARKER = b"\x01"
+_CONFLUENT_HEADER = 5
+
+
+def event_json(event: Mapping[str, Any]) -> bytes:
+    """The request JSON of an Avro-shaped event (``capi_event.v1.avsc``'s ``ServerEvent``).
+
+    orjson over-allocates its result (4 KiB for a 1 KiB event); the bytes outlive the call (in
+    the record, or a pending event until delivery), so they are copied to an exact-size object.
+    """
+    return bytes(memoryview(orjson.dumps(to_wire(event))))
+
+
+def envelope(
+    event: Mapping[str, Any],
+    *,
+    pixel_id: str,
+    event_id: str,
+    test_event_code: str | None,
+    warnings: list[str],
+    source: tuple[str, int, int],
+    normalized_at_ms: int,
+    json: bytes | None = None,
+) -> dict[str, Any]:
+    """The version-2 record of a normalized (Avro-shaped) ``event``, ready for the codec.
+
+    ``json`` is the event's request JSON when the caller already has it; else it is made here.
+    """
+    topic, partition, offset = source
+    return {
+        "envelope": MARKER,
+        "pixel_id": pixel_id,
+        "event_id": event_id,
+        "event_name": event["event_name"],
+        "event_time": event["event_time"],
+        "action_source": event.get("action_source"),
+        "test_event_code": test_event_code,
+        "warnings": warnings,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "normalized_at": normalized_at_ms,
+        "event_json": event_json(event) if json is None else json,
+    }
+
+
+def upgrade(v1: Mapping[str, Any]) -> dict[str, Any]:
+    """A decoded version-1 record in version 2's shape (its event turned into request JSON)."""
+    event = v1["event"]
+    return {
+        "envelope": MARKER,
+        "pixel_id": v1["pixel_id"],
+        "event_id": v1["event_id"],
+        "event_name": event["event_name"],
+        "event_time": event["event_time"],
+        "action_source": event.get("action_source"),
+        "test_event_code": v1.get("test_event_code"),
+        "warnings": v1.get("warnings") or [],
+        "source": v1["source"],
+        "normalized_at": v1["normalized_at"],
+        "event_json": event_json(event),
+    }
+
+
+def is_version_1(data: bytes, wire_format: WireFormat) -> bool:
+    """Whether ``data`` is a version-1 enriched value (see the module docstring)."""
+    at = _CONFLUENT_HEADER if wire_format == "confluent" else 0
+    return len(data) > at and not data[at] & 1
+
+
+class EnrichedCodec(AvroCodec):
+    """Writes version 2; reads version 2 and version 1, both answered in version 2's shape.
+
+    >>> codec = EnrichedCodec(load("capi_event"), load("capi_event.v1"))
+    >>> codec.decode(v1_value)["event_json"]     # made from the v1 event, as the v2 writer would
+    b'{"event_name":"Purchase",...}'
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        previous: Mapping[str, Any],
+        *,
+        wire_format: WireFormat = "schemaless",
+        schema_id: int | None = None,
+        resolver: SchemaResolver | None = None,
+    ) -> None:
+        super().__init__(schema, wire_format=wire_format, schema_id=schema_id, resolver=resolver)
+        # decode only: resolves version-1 writer ids through the same registry
+        self.previous = AvroCodec(previous, wire_format=wire_format, resolver=resolver)
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """Decode a version-2 or version-1 value into version 2's shape (or raise DecodeError)."""
+        if is_version_1(data, self.wire_format):
+            record = self.previous.decode(data)
+            try:
+                return upgrade(record)
+            except (KeyError, TypeError, orjson.JSONEncodeError) as exc:
+                raise DecodeError("corrupt", "not an enriched record", bytes(data)) from exc
+        return super().decode(data)
