@@ -173,3 +173,23 @@ def test_check_refuses_an_invalid_configuration_in_one_line() -> None:
     assert code == 2
     assert len(lines) == 1
     assert "CAPI_STREAM_DELIVERER__LINGER_MS" in lines[0]
+
+
+def test_check_of_a_gateway_destination_reaches_it_without_a_token() -> None:
+    """With a Gateway destination no token is needed and none is probed: the Gateway is asked
+    for an answer (any status) and the access key's presence is shown, never its value."""
+    key = f"{SECRET}-gw-key"
+    with Simulator(SimConfig(gateway_keys={key: frozenset({"*"})})) as sim:
+        url = sim.url
+        code, lines = _check("--bootstrap", "127.0.0.1:9", env={
+            "CAPI_STREAM_KAFKA_CONNECT_TIMEOUT_S": "1",
+            "CAPI_STREAM_DELIVERER__DESTINATION": "gateway",
+            "CAPI_STREAM_DELIVERER__GATEWAY_URL": sim.url,
+            "CAPI_STREAM_GATEWAY_ACCESS_KEY": key,
+        })  # fmt: skip
+    text = "\n".join(lines)
+    assert code == 1, text  # Kafka is not there
+    assert _line(lines, "gateway: ").startswith(f"gateway: reachable at {url} (HTTP ")
+    assert "access key set" in text
+    assert not [line for line in lines if line.startswith("pixel")]
+    assert key not in text
