@@ -146,3 +146,32 @@ def test_unknown_csv_columns_stop_before_anything_is_published(
     assert code == 2
     assert "unknown columns age" in capsys.readouterr().err
     assert OffsetsAdmin(settings).bounds(settings.topics.raw, [0]) == {0: (0, 0)}
+
+
+def test_a_row_the_encoder_refuses_is_explained_by_field_and_the_rest_published(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Encode first: a row that fails it is validated to name its fields (never its values)."""
+    when = int(time.time()) - 600
+    csv = tmp_path / "contents.csv"
+    csv.write_text(
+        "event_id,email,event_name,event_time,value,currency,contents\n"
+        f'c-1,a@x.com,Purchase,{when},5,EUR,"[{{""id"": ""sku-1"", ""quantity"": 2}}]"\n'
+        f'c-2,b@x.com,Purchase,{when},5,EUR,"[{{""id"": ""sku-secret"", ""quantity"": ""two""}}]"\n'
+        f"c-3,c@x.com,Purchase,{when},5,EUR,\n",
+        encoding="utf-8",
+    )
+    code = run_cli(monkeypatch, settings, "publish", str(csv), "--no-progress")
+    out, err = capsys.readouterr()
+
+    assert code == 1
+    [line] = [x for x in err.splitlines() if x.startswith("line 3:")]
+    assert "Content.quantity" in line
+    assert "sku-secret" not in err
+    assert "two" not in err
+    assert "published 2 of 3 rows" in out
+    keys = {r.key for r in topic_records(settings, settings.topics.raw)}
+    assert keys == {b"c-1", b"c-3"}

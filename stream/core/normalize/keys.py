@@ -291,16 +291,25 @@ WARNING_INVALID: Final[dict[str, str]] = {key: f"{key}_invalid_dropped" for key 
 WARNING_MD5: Final[dict[str, str]] = {key: f"{key}_md5_shape" for key in _NORMALIZERS}
 
 
-# Keys whose values repeat across events and say little about a person: their finished
-# hashes are memoized. Names, emails, phones, dates and ids are never kept here.
-_MEMO_KEYS: Final = frozenset({"ct", "st", "zp", "country", "ge"})
-_MEMO_SIZE: Final = 16_384
-_memo: dict[tuple[str, str, str | None, str], str | None] = {}
-_UNSEEN: Final = "\x00unseen"
+# Customers come back: the same e-mail, phone, city and zip arrive again and again, event
+# after event. A value's finished hash is a pure function of the key, the trimmed value and
+# the context, so it is memoized in a bounded LRU cache: a repeated value costs one lookup
+# instead of its normalizer (phonenumbers for ``ph``, date parsing for ``db``) and SHA-256.
+# The context goes in as its three fields, not as the KeyContext: hashing a dataclass runs
+# Python code, hashing a tuple of str and int does not, and every miss pays for the key.
+# The cache lives in this process's memory only (never logged, exported or written); full,
+# it holds about 10 MB.
+HASH_CACHE_SIZE: Final = 32_768
 
 
-def _normalize_and_hash(key: str, trimmed: str, ctx: KeyContext) -> str | None:
-    normalized = _NORMALIZERS[key](trimmed, ctx)
+@lru_cache(maxsize=HASH_CACHE_SIZE)
+def normalize_and_hash(
+    key: str, trimmed: str, current_year: int, default_region: str, country: str | None
+) -> str | None:
+    """SHA-256 of the key's normal form of ``trimmed`` (not blank, not hashed) in the context
+    of the other three arguments, or None when the key's normalizer refuses it. Memoized (see
+    :data:`HASH_CACHE_SIZE`)."""
+    normalized = _NORMALIZERS[key](trimmed, key_context(current_year, default_region, country))
     return sha256_hex(normalized) if normalized else None
 
 
@@ -333,20 +342,7 @@ def hash_value(key: str, value: object, ctx: KeyContext, warnings: list[str]) ->
             return trimmed.lower()
         if shape != NOT_HASHED:
             return trimmed
-    if key not in _MEMO_KEYS:
-        normalized = _NORMALIZERS[key](trimmed, ctx)
-        if normalized:
-            return sha256_hex(normalized)
-        warnings.append(WARNING_INVALID[key])
-        return None
-    memo_key = (key, trimmed, ctx.country, ctx.default_region)
-    # One get(), not "in" then [], so a clear() from another thread cannot fall in between.
-    hashed = _memo.get(memo_key, _UNSEEN)
-    if hashed is _UNSEEN:
-        if len(_memo) >= _MEMO_SIZE:
-            # Crude but bounded; the hot values come back within a few events.
-            _memo.clear()
-        hashed = _memo[memo_key] = _normalize_and_hash(key, trimmed, ctx)
+    hashed = normalize_and_hash(key, trimmed, ctx.current_year, ctx.default_region, ctx.country)
     if hashed is None:
         warnings.append(WARNING_INVALID[key])
     return hashed

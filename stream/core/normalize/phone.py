@@ -11,7 +11,9 @@ of the default region's own numbers are checked against that region's fixed-line
 patterns, straight from phonenumbers' metadata. The fast path answers only when it finds a
 valid number and, in that case, replays exactly what ``parse`` would do (national prefix
 stripping included); anything else goes to the full library path, whose answers are cached.
-A property test pins the two paths to the same answers.
+A property test pins the two paths to the same answers. A value that comes back (customers
+repeat) does not get here at all: its finished hash is memoized, bounded, by
+:func:`stream.core.normalize.keys.normalize_and_hash`, keyed on the value and the region.
 
 Examples (default region US)::
 

@@ -8,7 +8,14 @@ import pytest
 
 from stream import schemas
 from stream.core.codec import AvroCodec
-from stream.core.csv_map import RowError, RowMapper, parse_time, read_csv, read_jsonl
+from stream.core.csv_map import (
+    RowError,
+    RowMapper,
+    parse_time,
+    read_csv,
+    read_csv_cells,
+    read_jsonl,
+)
 from tests.factories import full_raw_event, raw_event
 
 RAW = schemas.load("conversion_event")
@@ -147,3 +154,56 @@ def test_jsonl_reports_bad_lines_without_their_content() -> None:
     assert isinstance(rows[1][1], RowError)
     assert "secret" not in str(rows[1][1])
     assert isinstance(rows[2][1], RowError)
+
+
+def _both(text: str, mapper: RowMapper = MAPPER) -> list[tuple[Any, Any]]:
+    """Each row of CSV text mapped the general way and by the header's plan: event or error."""
+
+    def outcome(call: Any, row: Any) -> Any:
+        try:
+            return call(row)
+        except RowError as exc:
+            return ("error", str(exc), exc.fields)
+
+    header, rows = read_csv(text.splitlines(keepends=True))
+    _, cells = read_csv_cells(text.splitlines(keepends=True))
+    plan = mapper.for_header(header)
+    return [(outcome(mapper.event, pairs), outcome(plan.event, row))
+            for (_, pairs), (_, row) in zip(rows, cells, strict=True)]  # fmt: skip
+
+
+def test_the_header_plan_maps_every_row_as_the_general_way_does() -> None:
+    """Events and errors from a header's plan equal RowMapper.event's, row for row."""
+    text = (
+        "event_id,email,email,email2,phone,fn,zip,country,dob,gen,opt_out,event_name,event_time,"
+        "value,num_items,contents,custom.tier,data_processing_options_country,app_data.extinfo\n"
+        "o-1,a@x.com,b@x.com| c@x.com ,,+1 650 555 1212,Mary,94035,US,1997-02-16,F,yes,Purchase,"
+        '1767225600,12.5,3,"[{""id"": ""sku"", ""quantity"": 2}]",Gold,1,a|b\n'
+        "o-2, ,|, | ,,,,,,,,no,Lead,2026-01-01T00:00:00Z,,,,,,\n"
+        "o-3,,,,,,,,,,,maybe,Lead,soon,lots,1.5,[oops,,99999999999,\n"
+        ",,,,,,,,,,,,,,,,,,\n"
+        "o-5,,,,,,,,,,,,,1767225600,,,,,,\n"
+        "o-6,,,,,,,,,,,,Lead,1767225600,1,2,,,,,extra\n"
+    )
+    pairs = _both(text, RowMapper(RAW, default_action_source="physical_store"))
+    assert len(pairs) == 5  # the blank row is skipped by both readers
+    for general, planned in pairs:
+        assert planned == general
+    assert pairs[0][1]["user_data"]["em"] == ["a@x.com", "b@x.com", "c@x.com"]
+    assert pairs[2][1][0] == "error"  # invalid values, named by field
+
+
+def test_a_header_with_an_unknown_column_goes_the_general_way() -> None:
+    """A column no field takes is reported by name, by the plan as by the general way."""
+    [(general, planned)] = _both("event_name,event_time,shoe_size\nLead,1,44\n")
+    assert planned == general == ("error", "unknown columns: shoe_size", ("shoe_size",))
+
+
+def test_a_whole_number_wider_than_its_field_is_refused_by_name() -> None:
+    """An int field takes 32 bits and a long 64: wider values name their field, not the value."""
+    with pytest.raises(RowError, match="data_processing_options_country") as caught:
+        MAPPER.event({**BASE, "data_processing_options_country": str(2**31)})
+    assert str(2**31) not in str(caught.value)
+    with pytest.raises(RowError, match=r"custom_data\.num_items"):
+        MAPPER.event({**BASE, "num_items": 2**63})
+    assert MAPPER.event({**BASE, "num_items": 2**63 - 1})["custom_data"]["num_items"] == 2**63 - 1
