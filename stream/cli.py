@@ -145,7 +145,12 @@ def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
         stage = Deliverer(settings, worker=args.worker, sensor=sensor)
     health = None
     if port is not None:
-        health = HealthServer(port, prometheus, ready=stage.ready, alive=stage.alive).start()
+        # /status once the stage reports one (a StageStatus from stream.core.status)
+        report = getattr(stage, "status", None)
+        status = (lambda: report().to_json()) if callable(report) else None
+        health = HealthServer(
+            port, prometheus, ready=stage.ready, alive=stage.alive, status=status
+        ).start()
     stage.install_signal_handlers()
     try:
         stats = stage.run(max_idle_s=args.max_idle)
@@ -331,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _operator_tools() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ]:
-    from stream import dlq, publish, replay
+    from stream import dlq, publish, replay, status_cli
 
-    return [publish.add_parser, replay.add_parser, dlq.add_parser]
+    return [publish.add_parser, replay.add_parser, dlq.add_parser, status_cli.add_parser]
 
 
 # each operator tool adds its own subcommand, keeping this file thin

@@ -5,7 +5,11 @@ Routes (GET and HEAD; any query string is ignored)::
     /metrics   200, the Prometheus text (OpenMetrics when the scraper asks for it)
     /healthz   200 while ``alive()`` is true, else 503: restart me
     /readyz    200 while ``ready()`` is true, else 503: do not count on me (partitions not
-               assigned yet, or a lane halted by a setup error)
+               assigned yet, or a lane halted by a setup error); the 503 body names each
+               halted pixel and Meta's error when the stage reports its status
+    /status    200, JSON: the stage's lanes (state, since, pending, in flight, oldest event
+               age, last success, last error with Meta's code, subcode, message, fbtrace_id;
+               see :mod:`stream.core.status`); 404 when the stage reports none
     anything   404
 
 A check that raises answers 503 instead of failing the request: a probe must get an answer, and a
@@ -19,12 +23,15 @@ own port: :func:`worker_port` gives worker ``i`` the port ``metrics_port + i``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
+
+import orjson
 
 from stream.core.errors import ConfigError
+from stream.core.status import halted_lines
 from stream.logs import get_logger
 from stream.metrics import PrometheusSensor
 
@@ -60,11 +67,13 @@ class HealthServer:
         ready: Callable[[], bool] = _always,
         *,
         alive: Callable[[], bool] = _always,
+        status: Callable[[], Mapping[str, Any]] | None = None,
         host: str = ALL_INTERFACES,
     ) -> None:
         self.sensor = sensor
         self.ready = ready
         self.alive = alive
+        self.status = status
         self._host = host
         self._requested_port = port
         self._server: ThreadingHTTPServer | None = None
@@ -146,11 +155,29 @@ class HealthServer:
         if route == "/healthz":
             return _probe(self.alive, b"alive\n", b"not alive\n")
         if route == "/readyz":
-            return _probe(self.ready, b"ready\n", b"not ready\n")
-        return 404, _TEXT, b"not found: try /metrics, /healthz or /readyz\n"
+            code, content_type, body = _probe(self.ready, b"ready\n", b"not ready\n")
+            if code != 200 and (doc := self._status()) is not None:
+                body += "".join(f"{line}\n" for line in halted_lines(doc)).encode()
+            return code, content_type, body
+        if route == "/status":
+            doc = self._status()
+            if doc is None:
+                return 404, _TEXT, b"this stage reports no status\n"
+            return 200, _JSON, orjson.dumps(doc)
+        return 404, _TEXT, b"not found: try /metrics, /healthz, /readyz or /status\n"
+
+    def _status(self) -> Mapping[str, Any] | None:
+        if self.status is None:
+            return None
+        try:
+            return self.status()
+        except Exception as exc:  # noqa: BLE001 - a probe must get an answer
+            log.warning("status failed", error=type(exc).__name__)
+            return None
 
 
 _TEXT: Final = "text/plain; charset=utf-8"
+_JSON: Final = "application/json"
 
 
 def _probe(check: Callable[[], bool], yes: bytes, no: bytes) -> tuple[int, str, bytes]:
