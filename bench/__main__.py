@@ -16,6 +16,7 @@ runs against an existing broker instead of starting one. The simulator benchmark
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 from bench import common
 from bench.common import RESULTS, kafka_broker, log, write_result
 
+#: Run in this order; each is ``bench/NAME_bench.py`` with ``run(bootstrap, **plan[NAME])``.
+BENCHMARKS = ("normalize", "deliver", "publish")
 FULL = {
     "normalize": {"events": 100_000, "rounds": 3, "stage_repeats": 2},
     "deliver": {
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller inputs (~2-3 min), smoke run")
     parser.add_argument(
         "--only",
-        choices=("normalize", "deliver", "publish"),
+        choices=BENCHMARKS,
         default=None,
         help="run one benchmark; its report goes to REPORT-NAME.md, beside the full run's",
     )
@@ -74,33 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     tree_at_start = common.stream_tree_hash()
     results: dict[str, dict[str, Any]] = {}
     with kafka_broker() as bootstrap:
-        if args.only in (None, "normalize"):
-            from bench import normalize_bench
-
+        for name in BENCHMARKS:
+            if args.only not in (None, name):
+                continue
+            bench = importlib.import_module(f"bench.{name}_bench")
             t = time.perf_counter()
-            data = normalize_bench.run(bootstrap, **plan["normalize"])
+            data = bench.run(bootstrap, **plan[name])
             data["seconds"] = round(time.perf_counter() - t, 1)
             data["quick"] = args.quick
-            results["normalize"] = data
-            log(f"wrote {write_result('normalize', data)}")
-        if args.only in (None, "deliver"):
-            from bench import deliver_bench
-
-            t = time.perf_counter()
-            data = deliver_bench.run(bootstrap, **plan["deliver"])
-            data["seconds"] = round(time.perf_counter() - t, 1)
-            data["quick"] = args.quick
-            results["deliver"] = data
-            log(f"wrote {write_result('deliver', data)}")
-        if args.only in (None, "publish"):
-            from bench import publish_bench
-
-            t = time.perf_counter()
-            data = publish_bench.run(bootstrap, **plan["publish"])
-            data["seconds"] = round(time.perf_counter() - t, 1)
-            data["quick"] = args.quick
-            results["publish"] = data
-            log(f"wrote {write_result('publish', data)}")
+            results[name] = data
+            log(f"wrote {write_result(name, data)}")
     total = time.perf_counter() - began
     plot_path = None
     if "deliver" in results:
