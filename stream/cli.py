@@ -349,10 +349,13 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
 
 def _error(text: str) -> None:
     """The one line a failed command ends with: JSON once JSON logs are set up, else text."""
+    import logging
+
     from stream import logs
 
     if logs.json_configured():
-        logs.get_logger("capi_stream.cli").error(text)
+        # through the standard library's handler: it stays even if structlog is reset
+        logging.getLogger("capi_stream.cli").error(text)
     else:
         print(f"capi-stream: {text}", file=sys.stderr)
 

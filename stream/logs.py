@@ -72,6 +72,7 @@ class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _FORMAT: list[str] = []  # the format configure() last set up; empty: never configured
+_OWN_PROCESS: list[bool] = []  # [True] once the CLI said it is the process's entry point
 
 
 def configure(level: str = "info", fmt: str = "json", **fields: Any) -> None:
@@ -130,12 +131,10 @@ def configure(level: str = "info", fmt: str = "json", **fields: Any) -> None:
     _FORMAT[:] = [fmt]
 
 
-_OWN_PROCESS: list[bool] = []
-
-
 def own_process() -> None:
     """Called by the CLI when it is the process's entry point: :func:`configure` may then
-    route uncaught exceptions (the process's and its threads') through the log."""
+    route uncaught exceptions (the process's and its threads') through the log. A test that
+    calls the CLI in its own process keeps plain error lines and its runner's hooks."""
     _OWN_PROCESS[:] = [True]
 
 
@@ -157,8 +156,9 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
 
 
 def json_configured() -> bool:
-    """True once :func:`configure` set up JSON lines (errors then print as JSON too)."""
-    return _FORMAT == ["json"]
+    """True once :func:`configure` set up JSON lines in a process the CLI owns (see
+    :func:`own_process`): a failed command's last line is then JSON too."""
+    return _FORMAT == ["json"] and bool(_OWN_PROCESS)
 
 
 def get_logger(name: str) -> Any:

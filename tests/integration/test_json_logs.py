@@ -78,3 +78,18 @@ def test_deliver_logs_json_including_library_lines_and_its_last_line(
     assert any(o["event"] == "librdkafka" for o in objects)
     assert objects[-1]["event"] == "stage stopped"
     assert TOKEN not in "\n".join(lines)
+
+
+def test_a_failed_stage_ends_with_a_json_line() -> None:
+    """A stage that cannot reach its cluster: its waiting line and its last (error) line are
+    both JSON, and both name the worker; exit 1."""
+    names = {"raw": "r", "enriched": "e", "dlq": "d", "normalizer_group": "n",
+             "deliverer_group": "g"}  # fmt: skip
+    env = stage_env(stage_settings("127.0.0.1:9", names))
+    env["CAPI_STREAM_KAFKA_CONNECT_TIMEOUT_S"] = "1"
+    code, lines = _run(["normalize", "--worker", "5"], env)
+    objects = _objects(lines)
+    assert code == 1, lines
+    assert [o["level"] for o in objects] == ["warning", "error"], lines
+    assert "cannot reach Kafka at 127.0.0.1:9" in objects[-1]["event"]
+    assert all(o.get("worker") == 5 for o in objects)
