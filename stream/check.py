@@ -31,6 +31,7 @@ from stream.core.errors import CapiStreamError
 from stream.core.probe import pixel_verdict
 
 if TYPE_CHECKING:
+    from stream.kafka.cluster import TopicState
     from stream.sinks.probe import Prober
 
 MASK: Final = "**********"
@@ -149,20 +150,26 @@ def _kafka(settings: Settings, out: Out) -> int:
         out(f"kafka: {exc}")
         return 1
     out(f"kafka: ok ({state.brokers} broker{'s' * (state.brokers != 1)} at {servers})")
-    problems = 0
-    for topic in state.topics:
+    lines = topic_lines(state.topics)
+    for line in lines:
+        out(line)
+    return sum(1 for topic in state.topics if not topic.exists)
+
+
+def topic_lines(topics: Iterable[TopicState]) -> list[str]:
+    """One line per topic: its partitions, or what is wrong and what to do about it."""
+    lines = []
+    for topic in topics:
         if topic.exists:
-            out(f"topic {topic.name}: ok ({topic.partitions} partitions)")
-            continue
-        problems += 1
-        if topic.error == "UNKNOWN_TOPIC_OR_PART":
-            out(f"topic {topic.name}: missing (create it: capi-stream topics create)")
+            lines.append(f"topic {topic.name}: ok ({topic.partitions} partitions)")
+        elif topic.error == "UNKNOWN_TOPIC_OR_PART":
+            lines.append(f"topic {topic.name}: missing (create it: capi-stream topics create)")
         elif topic.error == "TOPIC_AUTHORIZATION_FAILED":
-            out(f"topic {topic.name}: not authorized (grant this principal DESCRIBE, READ and "
-                "WRITE on it)")  # fmt: skip
+            lines.append(f"topic {topic.name}: not authorized (grant this principal DESCRIBE, "
+                         "READ and WRITE on it)")  # fmt: skip
         else:
-            out(f"topic {topic.name}: {topic.error}")
-    return problems
+            lines.append(f"topic {topic.name}: {topic.error}")
+    return lines
 
 
 def _registry(settings: Settings, out: Out) -> int:

@@ -93,3 +93,21 @@ def test_pixels_to_probe_are_the_configured_ones() -> None:
     """Asked-for pixels, pixels with their own token and the default pixel, each once."""
     settings = Settings(access_tokens={"2": "t"}, normalizer={"default_pixel_id": "3"})
     assert pixels_to_probe(settings, ["1", "2"]) == ["1", "2", "3"]
+
+
+def test_topic_lines_name_missing_and_unauthorized_topics() -> None:
+    """Each topic's line: partitions, missing (with the command that creates it), or not
+    authorized (with the grants it needs)."""
+    from stream.check import topic_lines
+    from stream.kafka.cluster import TopicState
+
+    lines = topic_lines([
+        TopicState("raw", partitions=6),
+        TopicState("enriched", error="UNKNOWN_TOPIC_OR_PART"),
+        TopicState("dlq", error="TOPIC_AUTHORIZATION_FAILED"),
+    ])  # fmt: skip
+    assert lines == [
+        "topic raw: ok (6 partitions)",
+        "topic enriched: missing (create it: capi-stream topics create)",
+        "topic dlq: not authorized (grant this principal DESCRIBE, READ and WRITE on it)",
+    ]
