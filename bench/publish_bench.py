@@ -229,6 +229,7 @@ def _pair(
     hand_rates: list[float] = []
     tool_rates: list[float] = []
     ratios: list[float] = []
+    cpu_ratios: list[float] = []  # rows per CPU-second of this process: steadier on a busy host
     for k in range(rounds):
         # the order alternates, so neither side always runs on a warmer broker
         if k % 2:
@@ -238,8 +239,9 @@ def _pair(
         hand_rates.append(h.rate)
         tool_rates.append(t.rate)
         ratios.append(t.rate / h.rate)
-        log(f"{name} round {k + 1}: tool {t.rate:,.0f}/s ({t.items:,}), "
-            f"hand-written {h.rate:,.0f}/s: {ratios[-1]:.2f}x")  # fmt: skip
+        cpu_ratios.append(t.cpu_rate / h.cpu_rate)
+        log(f"{name} round {k + 1}: tool {t.rate:,.0f}/s ({t.items:,}), hand-written "
+            f"{h.rate:,.0f}/s: {ratios[-1]:.2f}x; by CPU {cpu_ratios[-1]:.2f}x")  # fmt: skip
     ratio = median(ratios)
     return {
         "median_tool_rows_per_s": round(median(tool_rates)),
@@ -248,6 +250,8 @@ def _pair(
         "hand_rows_per_s": [round(x) for x in hand_rates],
         "ratios": [round(x, 3) for x in ratios],
         "median_ratio": round(ratio, 3),
+        "cpu_ratios": [round(x, 3) for x in cpu_ratios],
+        "median_cpu_ratio": round(median(cpu_ratios), 3),
         "goal": {"ratio": GOAL, "met": ratio >= GOAL, "margin": round(ratio - GOAL, 3)},
     }
 
