@@ -27,11 +27,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from stream.config import Settings
     from stream.core.records import Record
+    from stream.kafka.prefix_facts import FactsReader
     from stream.kafka.serde import Codecs
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -69,12 +73,20 @@ def pixel_of(letter: Mapping[str, Any], codecs: Codecs) -> str | None:
     for header in letter.get("headers") or []:
         if header["key"] == "capi.pixel_id" and header["value"]:
             return bytes(header["value"]).decode("utf-8", "replace")
-    from stream.kafka.facts import event_facts
-
     enriched = letter["stage"] == "deliver"
-    codec = codecs.enriched if enriched else codecs.raw
-    facts = event_facts(letter.get("original_value"), codec, enriched=enriched)
+    facts = _reader(codecs, enriched=enriched).facts(letter.get("original_value"), need_pixel=True)
     return facts.pixel_id if facts is not None else None
+
+
+@lru_cache(maxsize=4)  # one per command's codecs and topic, not one per letter
+def _reader(codecs: Codecs, *, enriched: bool) -> FactsReader:
+    """The facts reader of the raw or the enriched topic's records."""
+    from stream import schemas
+    from stream.kafka.prefix_facts import FactsReader
+
+    if enriched:
+        return FactsReader(codecs.enriched, None, enriched=True)
+    return FactsReader(codecs.raw, schemas.load("conversion_event"), enriched=False)
 
 
 def selected(args: argparse.Namespace, letter: Mapping[str, Any], pixel: str | None) -> bool:
@@ -108,13 +120,16 @@ def _original(value: bytes | None, stage: str, codecs: Codecs, *, unsafe: bool) 
 
     try:
         if stage == "deliver":
+            # version 2's shape whichever version was written; the event is its request JSON
             record = codecs.enriched.decode(value)
-            user_data = record["event"]["user_data"]
+            event = orjson.loads(record.pop("event_json"))
             if not unsafe:
-                record["event"]["user_data"] = {k: _hashed_only(v) for k, v in user_data.items()}
+                user_data = event.get("user_data") or {}
+                event["user_data"] = {k: _hashed_only(v) for k, v in user_data.items()}
+            record["event"] = event
             return record
         return codecs.raw.decode(value) if unsafe else digest
-    except DecodeError:
+    except (DecodeError, orjson.JSONDecodeError):
         return {**digest, "decodable": False}
 
 
@@ -224,8 +239,6 @@ def _show(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> int:
 
 
 def _republish(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> int:
-    from stream import schemas
-    from stream.kafka.prefix_facts import FactsReader
     from stream.kafka.producer import StageProducer
 
     if not args.reason:
@@ -234,10 +247,7 @@ def _republish(args: argparse.Namespace, settings: Settings, codecs: Codecs) -> 
         return EXIT_USAGE
     topic = settings.topics.raw if args.to == "raw" else settings.topics.enriched
     stage, enriched = _TOPIC_STAGE[args.to], args.to == "enriched"
-    codec = codecs.enriched if enriched else codecs.raw
-    # a raw event's age is read from its first fields; an enriched one is decoded
-    reader = FactsReader(codec, None if enriched else schemas.load("conversion_event"),
-                         enriched=enriched)  # fmt: skip
+    reader = _reader(codecs, enriched=enriched)  # a raw event's age: from its first fields
     margin = _margin(settings, stage)
     producer = None if args.dry_run else StageProducer(settings.producer_config(),
                                                       transactional=False)  # fmt: skip

@@ -65,3 +65,22 @@ def test_without_a_schema_every_record_is_decoded() -> None:
     reader = FactsReader(codec, None, enriched=False)
     value = codec.encode(raw_event(pixel_id="P3"))
     assert reader.facts(value) == event_facts(value, codec, enriched=False)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_enriched_records_of_both_versions_give_their_routing_facts(version: int) -> None:
+    """An enriched record, version 1 or 2, gives its pixel, time (seconds) and source."""
+    from stream.config import Settings
+    from stream.kafka.serde import build_codecs
+    from tests.integration.helpers import enriched_value
+
+    codecs = build_codecs(Settings(bootstrap_servers="127.0.0.1:9"))
+    reader = FactsReader(codecs.enriched, None, enriched=True)
+    facts = reader.facts(enriched_value("e-1", "P7", 1_767_225_600, version=version))
+    assert facts is not None
+    assert (facts.pixel_id, facts.event_time, facts.action_source) == (
+        "P7",
+        1_767_225_540,
+        "website",
+    )
+    assert reader.facts(b"\x01\x02") is None  # a cut version-2 body
