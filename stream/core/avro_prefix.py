@@ -39,8 +39,13 @@ class PrefixReader:
 
     def read(self, body: bytes, offset: int = 0) -> dict[str, Any]:
         """The wanted fields of the body starting at ``offset``, by dotted path."""
+        try:
+            return self._read(body, offset)
+        except IndexError:  # a varint or boolean past the end: indexing checks the bounds
+            raise ValueError("the body ends early") from None
+
+    def _read(self, body: bytes, pos: int) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        pos = offset
         end = len(body)
         for path, step in self._steps:
             kind = step
@@ -50,12 +55,8 @@ class PrefixReader:
                     raise ValueError("a union branch the schema does not have")
                 kind = step[index]
             if kind in ("string", "bytes"):
-                if pos < end and body[pos] < 0x80:  # the common one-byte length, without a call
-                    size = (body[pos] >> 1) ^ -(body[pos] & 1)
-                    pos += 1
-                else:
-                    size, pos = _long(body, pos)
-                if size < 0 or pos + size > end:
+                size, pos = _long(body, pos)
+                if size < 0 or pos + size > end:  # a slice would not check
                     raise ValueError("a length past the end of the body")
                 if path is not None:
                     raw = body[pos : pos + size]
@@ -66,8 +67,6 @@ class PrefixReader:
                 if path is not None:
                     found[path] = value
             elif kind == "boolean":
-                if pos >= end:
-                    raise ValueError("the body ends early")
                 if path is not None:
                     found[path] = body[pos] == 1
                 pos += 1
@@ -125,16 +124,17 @@ def _simple(avro: Any) -> str | tuple[str, ...] | None:
 
 
 def _long(body: bytes, pos: int) -> tuple[int, int]:
-    """The zig-zag varint at ``pos`` and the position after it."""
-    result = shift = 0
+    """The zig-zag varint at ``pos`` and the position after it (IndexError past the end)."""
+    byte = body[pos]
+    if byte < 0x80:  # lengths, union branches: mostly one byte
+        return (byte >> 1) ^ -(byte & 1), pos + 1
+    result, shift = byte & 0x7F, 7
     while True:
-        if pos >= len(body):
-            raise ValueError("the body ends early")
-        byte = body[pos]
         pos += 1
+        byte = body[pos]
         result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
+        if byte < 0x80:
+            return (result >> 1) ^ -(result & 1), pos + 1
         shift += 7
         if shift > 63:
             raise ValueError("a number wider than 64 bits")
