@@ -635,6 +635,10 @@ class Deliverer:
                     return outcome
                 attempts += 1
                 self.stats.retries += 1
+                # a failed request leaves reference cycles that hold its body (up to a few MB):
+                # with the raised gen-0 threshold and the consumer paused in an outage, nothing
+                # else would allocate enough to collect them (RSS grew 150 MB in a 15 s outage)
+                gc.collect(0)
                 first_failure_ms = first_failure_ms or int(self.clock() * 1000)
                 kind = type(outcome).__name__.lower()
                 self.sensor.count("retries", kind=kind)
