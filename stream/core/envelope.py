@@ -122,15 +122,36 @@ class EnrichedCodec(AvroCodec):
         resolver: SchemaResolver | None = None,
     ) -> None:
         super().__init__(schema, wire_format=wire_format, schema_id=schema_id, resolver=resolver)
+        # Decoding reads normalized_at as plain milliseconds: turning it into a datetime was a
+        # third of a version-2 decode. The binary form is the same long, and the parsing
+        # canonical form ignores logical types, so the registered id still means "same as
+        # the reader" (no resolution).
+        self._current = AvroCodec(
+            _plain_times(schema), wire_format=wire_format, schema_id=schema_id, resolver=resolver
+        )
         # decode only: resolves version-1 writer ids through the same registry
-        self.previous = AvroCodec(previous, wire_format=wire_format, resolver=resolver)
+        self.previous = AvroCodec(
+            _plain_times(previous), wire_format=wire_format, resolver=resolver
+        )
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        """Decode a version-2 or version-1 value into version 2's shape (or raise DecodeError)."""
+        """Decode a version-2 or version-1 value into version 2's shape (or raise DecodeError).
+
+        ``normalized_at`` comes back as Unix milliseconds (an int), not a datetime.
+        """
         if is_version_1(data, self.wire_format):
             record = self.previous.decode(data)
             try:
                 return upgrade(record)
             except (KeyError, TypeError, orjson.JSONEncodeError) as exc:
                 raise DecodeError("corrupt", "not an enriched record", bytes(data)) from exc
-        return super().decode(data)
+        return self._current.decode(data)
+
+
+def _plain_times(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` with its top-level ``normalized_at`` a plain long (no timestamp-millis)."""
+    fields = [
+        {**field, "type": "long"} if field["name"] == "normalized_at" else field
+        for field in schema["fields"]
+    ]
+    return {**schema, "fields": fields}
