@@ -173,6 +173,10 @@ class StageProducer:
                 self._producer.flush(timeout_s)
             except KafkaException as exc:
                 log.warning("closing a failed producer", error=str(translate(exc, "flush")))
+            except SystemError as exc:
+                # confluent-kafka wraps the fatal error raised while serving a delivery callback
+                # in a SystemError ("returned a result with an exception set"): the same case
+                log.warning("closing a failed producer", error=str(exc.__cause__ or exc))
             # close() aborts an open transaction and only warns when it cannot (fenced): say so
             # in our log rather than as a RuntimeWarning (an error under warnings-as-errors)
             with warnings.catch_warnings(record=True) as caught:

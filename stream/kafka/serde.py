@@ -51,7 +51,7 @@ def build_codecs(settings: Settings) -> Codecs:
             EnrichedCodec(schemas.load("capi_event"), previous),
             AvroCodec(schemas.load("dead_letter")),
         )
-    registry = Registry(settings.schema_registry_url)
+    registry = Registry(settings.schema_registry_url, settings.schema_registry)
     ids = {name: registry.register(schemas.subject(topic), schemas.load(name))
            for topic, name in names}  # fmt: skip
     return Codecs(

@@ -69,7 +69,7 @@ def test_a_stopped_static_worker_holds_its_partitions_until_the_session_times_ou
     settings = stage_settings(
         kafka_bootstrap, names, access_token=TOKEN,
         deliverer={"graph_url": sim.url, "linger_ms": 100, "max_events": 100,
-                   "revoke_timeout_s": 2.0},
+                   "revoke_timeout_s": 2.0, "group_instance_id": group},
     )  # fmt: skip
     settings = settings.model_copy(
         update={"consumer": {"session.timeout.ms": SESSION_TIMEOUT_MS,
