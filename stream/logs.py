@@ -122,7 +122,11 @@ def configure(level: str = "info", fmt: str = "json", **fields: Any) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    logging.captureWarnings(True)  # a library's warning becomes a log line, not raw text
+    # a library's warning becomes a log line, not raw text. Off first: captureWarnings(True)
+    # does nothing while an earlier capture is on, and the showwarning it installed may have
+    # been replaced since (by a warnings.catch_warnings, e.g. a test runner's)
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
     if fmt == "json" and _OWN_PROCESS:
         # a crash's traceback too: one JSON line, not thirty raw ones (only in a process the CLI
         # owns: a test runner in the same process keeps its own hooks)
