@@ -768,8 +768,8 @@ class Deliverer:
         if not final:
             return False
         why = (
-            f"Meta counted {short.events_received} of {len(items)} events in each of {shorts} "
-            "answers; which events it missed is unknown"
+            f"Meta counted {short.events_received} of {len(items)} events in the last of {shorts} "
+            "short answers; which events it missed is unknown"
         )
         meta = MetaErrorFields(message=why, fbtrace_id=short.fbtrace_id)
         for item in items:

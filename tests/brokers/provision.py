@@ -153,6 +153,26 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
         proc.wait(timeout=10)
 
 
+def _jvm(flags: list[str]) -> list[str]:
+    return [*flags, f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
+
+
+def _launch_kafka(workdir: Path, flags: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``kafka.Kafka`` on ``workdir/server.properties``, logging to ``workdir/broker.log``."""
+    with (workdir / "broker.log").open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            ["java", *_jvm(flags), "-cp", f"{fetch_kafka()}/*", "kafka.Kafka",
+             str(workdir / "server.properties")],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL and reap: what a crashed machine leaves behind."""
+    proc.kill()
+    proc.wait(timeout=30)
+
+
 @dataclass
 class KafkaBroker:
     """One KRaft broker+controller on 127.0.0.1; ``bootstrap`` is ``host:port``."""
@@ -184,7 +204,7 @@ class KafkaBroker:
         fmt_log = self.workdir / "format.log"
         with fmt_log.open("wb") as out:
             subprocess.run(
-                ["java", *self._jvm(), "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
+                ["java", *_jvm(JVM_FLAGS), "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
                  "-t", _cluster_id(), "-c", str(conf)],
                 stdout=out, stderr=subprocess.STDOUT, check=True,
             )  # fmt: skip
@@ -202,8 +222,7 @@ class KafkaBroker:
     def kill(self) -> None:
         """SIGKILL the broker, as a crashed machine would leave it: no clean shutdown."""
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+            _kill(self.proc)
             self.proc = None
 
     def stop(self) -> None:
@@ -212,17 +231,9 @@ class KafkaBroker:
             _stop(self.proc)
             self.proc = None
 
-    def _jvm(self) -> list[str]:
-        return [*JVM_FLAGS, f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
-
     def _launch(self, timeout: float) -> None:
         log = self.workdir / "broker.log"
-        with log.open("ab") as out:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                ["java", *self._jvm(), "-cp", f"{fetch_kafka()}/*", "kafka.Kafka",
-                 str(self.workdir / "server.properties")],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        self.proc = _launch_kafka(self.workdir, JVM_FLAGS)
         # the 4.x broker opens its client port only once it is unfenced and serving metadata
         _wait(lambda: _port_open(self.port), self.proc, log, timeout, "kafka broker")
 
@@ -258,29 +269,19 @@ class ClusterNode:
         """Start the JVM on the formatted data dir; readiness is the caller's to wait for."""
         if self.alive:
             raise RuntimeError(f"node {self.node_id} is still running")
-        with self.log.open("ab") as out:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                ["java", *_cluster_jvm(), "-cp", f"{fetch_kafka()}/*", "kafka.Kafka",
-                 str(self.workdir / "server.properties")],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        self.proc = _launch_kafka(self.workdir, CLUSTER_JVM_FLAGS)
         return self.proc
 
     def kill(self) -> None:
         """SIGKILL: no controlled shutdown, leadership moves only when the controller fences it."""
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+            _kill(self.proc)
             self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc)
             self.proc = None
-
-
-def _cluster_jvm() -> list[str]:
-    return [*CLUSTER_JVM_FLAGS, f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
 
 
 @dataclass
@@ -325,7 +326,7 @@ class KafkaCluster:
             )
             with (node.workdir / "format.log").open("wb") as out:
                 subprocess.run(
-                    ["java", *_cluster_jvm(), "-cp", f"{lib}/*", "kafka.tools.StorageTool",
+                    ["java", *_jvm(CLUSTER_JVM_FLAGS), "-cp", f"{lib}/*", "kafka.tools.StorageTool",
                      "format", "-t", cluster_id, "-c", str(conf)],
                     stdout=out, stderr=subprocess.STDOUT, check=True,
                 )  # fmt: skip

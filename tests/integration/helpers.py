@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from pydantic import SecretStr
 
+from stream import schemas
 from stream.config import Settings
+from stream.core.codec import AvroCodec
 from stream.core.records import Record
 from stream.kafka.records import to_record
 
@@ -193,3 +196,24 @@ def topic_records(settings: Settings, topic: str) -> list[Record]:
     from stream.kafka.range_reader import read_ranges
 
     return list(read_ranges(settings, topic, OffsetsAdmin(settings).ranges(topic)))
+
+
+def output_sources(
+    enriched: Iterable[Record], dead: Iterable[Record]
+) -> tuple[Counter[tuple[int, int]], list[str]]:
+    """How many outputs each raw (partition, offset) has, and the dead letters' reasons.
+
+    Exactly once means every count is 1 and the counts add up to the raw records.
+    """
+    enriched_codec = AvroCodec(schemas.load("capi_event"))
+    dlq_codec = AvroCodec(schemas.load("dead_letter"))
+    sources: Counter[tuple[int, int]] = Counter()
+    reasons = []
+    for rec in enriched:
+        src = enriched_codec.decode(rec.value or b"")["source"]
+        sources[(src["partition"], src["offset"])] += 1
+    for rec in dead:
+        letter = dlq_codec.decode(rec.value or b"")
+        reasons.append(letter["reason"])
+        sources[(letter["source"]["partition"], letter["source"]["offset"])] += 1
+    return sources, reasons

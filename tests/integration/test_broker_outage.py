@@ -14,7 +14,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -32,7 +31,13 @@ from stream.sim import SimConfig, Simulator
 from stream.watchdog import EXIT_STUCK
 from tests.brokers.provision import KafkaBroker
 from tests.factories import raw_event
-from tests.integration.helpers import read_all, stage_names, stage_settings, start_stage
+from tests.integration.helpers import (
+    output_sources,
+    read_all,
+    stage_names,
+    stage_settings,
+    start_stage,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -260,16 +265,8 @@ def test_both_stages_recover_from_a_broker_outage(
             stop_codes.append(stage.stop(30))
 
     dead = read_all(broker.bootstrap, names["dlq"], idle_s=1.0)
-    enriched_codec = AvroCodec(schemas.load("capi_event"))
-    dlq_codec = AvroCodec(schemas.load("dead_letter"))
-    sources: Counter[tuple[int, int]] = Counter()
-    for rec in enriched:
-        src = enriched_codec.decode(rec.value or b"")["source"]
-        sources[(src["partition"], src["offset"])] += 1
-    for rec in dead:
-        letter = dlq_codec.decode(rec.value or b"")
-        assert letter["reason"].startswith("decode_")
-        sources[(letter["source"]["partition"], letter["source"]["offset"])] += 1
+    sources, reasons = output_sources(enriched, dead)
+    assert all(reason.startswith("decode_") for reason in reasons)
 
     restarts = {stage.command: stage.exits for stage in stages}
     figures = {

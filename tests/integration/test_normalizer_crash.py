@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from stream import schemas
 from stream.core.codec import AvroCodec
 from tests.factories import raw_event
 from tests.integration.helpers import (
+    output_sources,
     produce,
     read_all,
     stage_names,
@@ -95,16 +95,8 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
 
     enriched = read_all(kafka_bootstrap, names["enriched"])
     dead = read_all(kafka_bootstrap, names["dlq"])
-    enriched_codec = AvroCodec(schemas.load("capi_event"))
-    dlq_codec = AvroCodec(schemas.load("dead_letter"))
-    sources: Counter[tuple[int, int]] = Counter()
-    for rec in enriched:
-        src = enriched_codec.decode(rec.value or b"")["source"]
-        sources[(src["partition"], src["offset"])] += 1
-    for rec in dead:
-        letter = dlq_codec.decode(rec.value or b"")
-        assert letter["reason"].startswith("decode_")
-        sources[(letter["source"]["partition"], letter["source"]["offset"])] += 1
+    sources, reasons = output_sources(enriched, dead)
+    assert all(reason.startswith("decode_") for reason in reasons)
 
     assert len(enriched) == EVENTS - EVENTS // 10
     assert len(dead) == EVENTS // 10

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -23,7 +22,14 @@ from stream.core.errors import KafkaError
 from stream.normalizer import Normalizer
 from stream.watchdog import Watchdog
 from tests.factories import raw_event
-from tests.integration.helpers import produce, read_all, stage_names, stage_settings, wait_until
+from tests.integration.helpers import (
+    output_sources,
+    produce,
+    read_all,
+    stage_names,
+    stage_settings,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -94,14 +100,6 @@ def test_a_fenced_normalizer_stops_and_its_replacement_loses_and_doubles_nothing
 
     enriched = read_all(kafka_bootstrap, names["enriched"], expected=EVENTS - EVENTS // 10)
     dead = read_all(kafka_bootstrap, names["dlq"], expected=EVENTS // 10)
-    enriched_codec = AvroCodec(schemas.load("capi_event"))
-    dlq_codec = AvroCodec(schemas.load("dead_letter"))
-    sources: Counter[tuple[int, int]] = Counter()
-    for rec in enriched:
-        src = enriched_codec.decode(rec.value or b"")["source"]
-        sources[(src["partition"], src["offset"])] += 1
-    for rec in dead:
-        letter = dlq_codec.decode(rec.value or b"")
-        sources[(letter["source"]["partition"], letter["source"]["offset"])] += 1
+    sources, _ = output_sources(enriched, dead)
     assert max(sources.values()) == 1  # no raw record has two outputs
     assert sum(sources.values()) == EVENTS  # and none has none
