@@ -31,6 +31,16 @@ MAX_AGE_SECONDS: Final = 7 * 86_400
 #: ... or this old for ``physical_store`` (offline) events.
 MAX_AGE_PHYSICAL_STORE_SECONDS: Final = 62 * 86_400
 
+
+def max_age_s(action_source: str | None) -> int:
+    """Meta's age limit for an event of ``action_source``: the one place the rule is written.
+
+    >>> max_age_s("website") // 86_400, max_age_s("physical_store") // 86_400
+    (7, 62)
+    """
+    return MAX_AGE_PHYSICAL_STORE_SECONDS if action_source == "physical_store" else MAX_AGE_SECONDS
+
+
 #: Meta deduplicates (event_name, event_id) per pixel within this window (CAPI.md §7.1).
 DEDUP_WINDOW_SECONDS: Final = 48 * 3_600
 

@@ -34,27 +34,21 @@ from stream.core.capi import (
     THROTTLE_CODES,
     TRANSIENT_CODES,
 )
+from stream.core.dead_letter import MetaErrorFields as MetaError
 from stream.core.retry import server_hint_s
+
+# Meta's error envelope (CAPI.md §5.2) has one type in the project: the dead letter keeps the same
+# seven fields the classifier reads, so an Invalid's error goes into the letter unchanged.
+__all__ = [
+    "Accepted", "Invalid", "MetaError", "Outcome", "Setup", "Throttled", "Transient", "classify",
+    "event_index",
+]  # fmt: skip
 
 _SNIPPET = 200  # characters of an unparseable body kept as evidence
 _HTTP_OK, _HTTP_ACCEPTED = 200, 202
 _HTTP_TIMEOUT, _HTTP_TOO_MANY = 408, 429
 _HTTP_NO_AUTH = frozenset({401, 403, 404})  # bare, these are a wrong token, key or URL
 _HTTP_CLIENT, _HTTP_SERVER = 400, 500
-
-
-@dataclass(frozen=True, slots=True)
-class MetaError:
-    """Meta's error envelope (CAPI.md §5.2), kept whole for the dead letter."""
-
-    code: int | None
-    error_subcode: int | None
-    type: str | None
-    message: str
-    error_user_title: str | None = None
-    error_user_msg: str | None = None
-    fbtrace_id: str | None = None
-    is_transient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +87,11 @@ class Setup:
     subcode: int | None
     message: str
     fbtrace_id: str | None
+
+    @property
+    def error(self) -> MetaError:
+        """Meta's error as the lane's status shows it."""
+        return MetaError(self.code, self.subcode, None, self.message, fbtrace_id=self.fbtrace_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +135,10 @@ def classify(
         return Throttled(None, hint)
     if status == _HTTP_TIMEOUT or status >= _HTTP_SERVER:
         return Transient(f"HTTP {status}: {_snippet(body)}", hint)
-    bare = MetaError(None, None, None, f"HTTP {status}: {_snippet(body)}")
+    text = f"HTTP {status}: {_snippet(body)}"
+    bare = MetaError(None, None, None, text)
     if status in _HTTP_NO_AUTH:
-        return Setup(None, None, bare.message, None)
+        return Setup(None, None, text, None)
     if status >= _HTTP_CLIENT:
         return Invalid(bare, None)
     return Transient(f"unexpected HTTP {status}", hint)
@@ -149,6 +149,7 @@ def _classify_error(
 ) -> Outcome:
     error = _meta_error(envelope)
     code = error.code
+    transient = envelope.get("is_transient") is True
     if code in THROTTLE_CODES or status == _HTTP_TOO_MANY:
         # Throttles often say is_transient too; the lane-wide backoff is what they need.
         return Throttled(code, hint, error)
@@ -158,8 +159,8 @@ def _classify_error(
         or (code == INVALID_PARAMETER_CODE and error.error_subcode == MISSING_OBJECT_SUBCODE)
         or _bad_appsecret_proof(code, error.message)
     ):
-        return Setup(code, error.error_subcode, error.message, error.fbtrace_id)
-    if error.is_transient or code in TRANSIENT_CODES or (code is not None and code < 0):
+        return Setup(code, error.error_subcode, error.message or "", error.fbtrace_id)
+    if transient or code in TRANSIENT_CODES or (code is not None and code < 0):
         return Transient(f"graph code {code}: {error.message}", hint, error)
     if status >= _HTTP_SERVER and code != INVALID_PARAMETER_CODE:
         return Transient(f"HTTP {status}, graph code {code}: {error.message}", hint, error)
@@ -205,7 +206,6 @@ def _meta_error(envelope: Mapping[str, object]) -> MetaError:
         error_user_title=_str(envelope.get("error_user_title")),
         error_user_msg=_str(envelope.get("error_user_msg")),
         fbtrace_id=_str(envelope.get("fbtrace_id")),
-        is_transient=envelope.get("is_transient") is True,
     )
 
 

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stream.core.capi import MAX_EVENTS_PER_REQUEST
+from stream.core.delivery_rules import DATA_ARRAY_OVERHEAD, fits
 from stream.core.errors import ConfigError
-from stream.core.offsets import TopicPartition
+from stream.core.records import TopicPartition
+from stream.core.settlement import Unsettled
 
 #: Meta documents no body-size limit; 4 MiB keeps requests far below common proxy limits while
 #: letting the 1,000-event count be the limit that binds for normal events (~1 KiB each).
@@ -34,7 +36,7 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 #: Flush an event this long before Meta would reject it, leaving time for a few retries.
 DEFAULT_AGE_GUARD_S = 600.0
 
-_BRACKETS = 2  # b"[" and b"]"
+_BRACKETS = DATA_ARRAY_OVERHEAD  # b"[" and b"]"
 _COMMA = 1
 
 
@@ -58,6 +60,8 @@ class PendingEvent:
     event_id: str
     event_name: str
     expires_at: float  # unix seconds after which Meta rejects the event (and its request)
+    #: the stage's settlement state of the event (None outside the stage: tests, tools)
+    entry: Unsettled | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,7 @@ class Batcher:
 
     def fits(self, item: PendingEvent) -> bool:
         """Whether ``item`` fits a request on its own; one that does not must be dead-lettered."""
-        return _BRACKETS + len(item.event_json) <= self._max_bytes
+        return fits(len(item.event_json), self._max_bytes)
 
     def add(self, item: PendingEvent, now: float) -> list[Batch]:
         """Add one event; return the batches of its lane that became ready (zero, one or two).

@@ -255,7 +255,6 @@ def test_invalid_parameter_keeps_the_whole_meta_error() -> None:
                 " from your server within 7 days of when they occurred."
             ),
             fbtrace_id="AeX1dGq7oT0Sg5bDzOgQ2cE",
-            is_transient=False,
         ),
         event_index=None,
     )

@@ -1,0 +1,282 @@
+"""The deliver stage's record of unsettled events, and the offsets it may commit.
+
+An event is *settled* when every destination it goes to accepted it, or when it was
+dead-lettered. Kafka commits one number per partition, ``next_offset``: everything below it is
+settled. Requests complete out of order, so the watermark advances only over a run of settled
+offsets (DESIGN.md, "Commit rule"), as :class:`stream.core.offsets.OffsetTracker` does; here the
+offsets are kept as *runs*: the consecutive offsets of one partition within one poll batch,
+each a list of its unsettled events (None once settled). Kafka's gaps (transaction markers,
+compaction) start a new run: an offset never read can never be settled, and never blocks.
+
+Worked example, one partition, poll batches [5, 6, 7] and [9, 10]::
+
+    track batch 1         runs [5: e5 e6 e7]
+    track batch 2         runs [5: e5 e6 e7] [9: e9 e10]      (8 is a marker: a gap)
+    settle e6             runs [5: e5 -- e7] [9: e9 e10]      next_offset None
+    settle e5             runs [7: e7] [9: e9 e10]            next_offset 7
+    settle e7, e9         runs [10: e10]                      next_offset 10
+    settle e10            runs []                             next_offset 11
+
+Each event holds its run and its partition, so settling is O(1) and needs no lookup; the head
+of a run advances past settled events, each passed once (O(1) amortized).
+
+Assignment: a partition assigned again after a revoke gets a fresh state object. An event
+read before the revoke still points at the old one, so :meth:`Settlement.current` is False
+for it and any completion that comes back late is ignored: the new owner settles its own copy.
+This is the one "is this still the current assignment?" check of the stage.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+
+from stream.core.errors import OffsetStateError
+from stream.core.records import Record, TopicPartition
+
+
+class Unsettled:
+    """One event read from Kafka and not yet settled: the stage's state for it.
+
+    ``destinations`` counts the destinations still owed an answer; ``attempts`` the failed
+    requests that carried it and ``first_failure_ms`` when the first one failed, for its dead
+    letter. ``lanes`` name where it goes (for the status), ``arrived_at`` when it was read.
+    """
+
+    __slots__ = (
+        "arrived_at", "attempts", "destinations", "event_time", "first_failure_ms", "index",
+        "lanes", "part", "pixel_id", "record", "run",
+    )  # fmt: skip
+
+    def __init__(self, record: Record, part: _Partition, run: _Run, index: int, now: float) -> None:
+        self.record = record
+        self.part = part
+        self.run = run
+        self.index = index
+        self.arrived_at = now
+        self.destinations = 0
+        self.attempts = 0
+        self.first_failure_ms: int | None = None
+        self.pixel_id: str | None = None
+        self.event_time: float | None = None
+        self.lanes: tuple[Hashable, ...] = ()
+
+    def failed(self, now_ms: int) -> None:
+        """A request that carried this event failed (or was rejected) at ``now_ms``."""
+        self.attempts += 1
+        if self.first_failure_ms is None:
+            self.first_failure_ms = now_ms
+
+
+class _Run:
+    """Consecutive offsets of one partition from one poll batch; private to the settlement."""
+
+    __slots__ = ("events", "first", "head", "left")
+
+    def __init__(self, first: int) -> None:
+        self.first = first  # the offset of events[0]
+        self.events: list[Unsettled | None] = []
+        self.head = 0  # events before it are settled
+        self.left = 0  # unsettled events in the run
+
+    @property
+    def end(self) -> int:
+        """The offset after the run's last."""
+        return self.first + len(self.events)
+
+
+class _Partition:
+    """One assigned partition: its runs and watermark; replaced, never reused, on re-assign."""
+
+    __slots__ = ("committed", "live", "next_offset", "pending", "runs", "tp")
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.live = True
+        self.runs: deque[_Run] = deque()
+        self.pending = 0
+        self.next_offset: int | None = None  # last contiguous settled offset + 1
+        self.committed: int | None = None  # the next_offset Kafka last confirmed
+
+
+class Settlement:
+    """Unsettled events per assigned partition, and the ``next_offset`` each may commit.
+
+    Raises :class:`OffsetStateError` on states a correct caller cannot produce: offsets out of
+    order, settling an event twice, committing past the watermark.
+    """
+
+    __slots__ = ("_parts", "_pending")
+
+    def __init__(self) -> None:
+        self._parts: dict[TopicPartition, _Partition] = {}
+        self._pending = 0
+
+    # -- assignment --------------------------------------------------------------------------
+
+    def assign(self, tps: Iterable[TopicPartition]) -> None:
+        """Start owning ``tps``, each with fresh state (a previous assignment's events die)."""
+        for tp in tps:
+            old = self._parts.get(tp)
+            if old is not None:
+                self._drop(old)
+            self._parts[tp] = _Partition(tp)
+
+    def revoke(self, tps: Iterable[TopicPartition]) -> tuple[dict[TopicPartition, int], int]:
+        """Stop owning ``tps``: their ``next_offset`` still to commit, and how many were abandoned.
+
+        Abandoned events are read again by the new owner from the last commit; their stable
+        ``event_id`` makes the repeat harmless.
+        """
+        next_offsets: dict[TopicPartition, int] = {}
+        abandoned = 0
+        for tp in tps:
+            part = self._parts.pop(tp, None)
+            if part is None:
+                continue
+            if part.next_offset is not None and part.next_offset != part.committed:
+                next_offsets[tp] = part.next_offset
+            abandoned += part.pending
+            self._drop(part)
+        return next_offsets, abandoned
+
+    def assigned(self) -> set[TopicPartition]:
+        """The partitions owned now."""
+        return set(self._parts)
+
+    def owns(self, tp: TopicPartition) -> bool:
+        """Whether ``tp`` is assigned now."""
+        return tp in self._parts
+
+    @staticmethod
+    def current(event: Unsettled) -> bool:
+        """Whether ``event`` is still owed: unsettled, and its partition's assignment is current."""
+        return event.part.live and event.run.events[event.index] is event
+
+    # -- events ------------------------------------------------------------------------------
+
+    def track(self, records: Sequence[Record], now: float) -> list[Unsettled | None]:
+        """Record one poll batch; per record its event, or None when its partition is not owned.
+
+        Offsets must increase per partition across calls (as a consumer hands them out).
+        """
+        out: list[Unsettled | None] = []
+        batch_runs: dict[TopicPartition, _Run] = {}
+        parts = self._parts
+        for record in records:
+            tp = record.tp
+            part = parts.get(tp)
+            if part is None:
+                out.append(None)  # fetched just before a revoke: the new owner reads it again
+                continue
+            offset = record.offset
+            run = batch_runs.get(tp)
+            if run is None or run.end != offset:
+                last = part.runs[-1].end - 1 if part.runs else (part.next_offset or 0) - 1
+                if offset <= last or offset < 0:
+                    raise OffsetStateError(
+                        f"{tp.topic}[{tp.partition}]: offset {offset} after {last}"
+                    )
+                run = batch_runs[tp] = _Run(offset)
+                part.runs.append(run)
+            event = Unsettled(record, part, run, len(run.events), now)
+            run.events.append(event)
+            run.left += 1
+            part.pending += 1
+            out.append(event)
+        self._pending += len(out) - out.count(None)
+        return out
+
+    def settle(self, event: Unsettled) -> bool:
+        """Settle ``event`` now, whatever destinations it still had (a dead letter; or its last).
+
+        Returns False (and does nothing) when it is not :meth:`current`.
+        """
+        if not self.current(event):
+            return False
+        run, part = event.run, event.part
+        run.events[event.index] = None
+        run.left -= 1
+        part.pending -= 1
+        self._pending -= 1
+        if run is part.runs[0]:
+            self._advance(part)
+        return True
+
+    def settle_destination(self, event: Unsettled) -> bool:
+        """One destination accepted ``event``; True when that settled it (its last destination)."""
+        if not self.current(event):
+            return False
+        event.destinations -= 1
+        if event.destinations > 0:
+            return False
+        return self.settle(event)
+
+    # -- committing --------------------------------------------------------------------------
+
+    def committable(self) -> dict[TopicPartition, int]:
+        """``next_offset`` per partition whose watermark moved since it was last committed."""
+        return {
+            tp: part.next_offset
+            for tp, part in self._parts.items()
+            if part.next_offset is not None and part.next_offset != part.committed
+        }
+
+    def mark_committed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Record what Kafka confirmed; partitions revoked since are ignored."""
+        for tp, next_offset in offsets.items():
+            part = self._parts.get(tp)
+            if part is None:
+                continue
+            if part.next_offset is None or next_offset > part.next_offset:
+                raise OffsetStateError(
+                    f"{tp.topic}[{tp.partition}]: commit of {next_offset} past the watermark "
+                    f"{part.next_offset}"
+                )
+            if part.committed is None or next_offset > part.committed:
+                part.committed = next_offset
+
+    def next_offset(self, tp: TopicPartition) -> int | None:
+        """The watermark of ``tp`` (committed or not); None before anything is settled."""
+        part = self._parts.get(tp)
+        return None if part is None else part.next_offset
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The ``next_offset`` of ``tp`` Kafka last confirmed here."""
+        part = self._parts.get(tp)
+        return None if part is None else part.committed
+
+    def pending_count(self, tp: TopicPartition | None = None) -> int:
+        """Unsettled events: in one partition, or in all of them."""
+        if tp is None:
+            return self._pending
+        part = self._parts.get(tp)
+        return 0 if part is None else part.pending
+
+    def unsettled(self) -> Iterator[Unsettled]:
+        """Every unsettled event (for reports: O(pending))."""
+        for part in self._parts.values():
+            for run in part.runs:
+                for event in run.events[run.head :]:
+                    if event is not None:
+                        yield event
+
+    # -- private -----------------------------------------------------------------------------
+
+    def _advance(self, part: _Partition) -> None:
+        runs = part.runs
+        while runs:
+            run = runs[0]
+            events, head = run.events, run.head
+            while head < len(events) and events[head] is None:
+                head += 1
+            run.head = head
+            if head:
+                part.next_offset = run.first + head
+            if head < len(events):
+                return
+            runs.popleft()
+
+    def _drop(self, part: _Partition) -> None:
+        part.live = False
+        self._pending -= part.pending
