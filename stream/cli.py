@@ -1,7 +1,13 @@
 """The ``capi-stream`` command: parse, build settings, call library code, map errors to exits.
 
 Exit codes: 0 success, 1 a failure while running (Kafka, delivery, bad records reported),
-2 invalid configuration or usage (before anything connects), 130 interrupted.
+2 invalid configuration or usage (found before any record is read or sent: a bad setting, a
+missing topic), 130 interrupted.
+
+The global options (``--config``, ``--bootstrap``, ``--log-level``) may come before or after
+the command (``capi-stream publish x.csv --bootstrap k:9092``): each subcommand's parser takes
+them too, with no default of its own, so a value given after the command wins and one given
+before is kept.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ def _version() -> str:
         return "0+unknown"
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     from stream.config import load_settings
 
-    if getattr(args, "bootstrap", None):
-        overrides["bootstrap_servers"] = args.bootstrap
+    # --bootstrap and --log-level reach load_settings through main's command_line block
     return load_settings(args.config, **overrides)
 
 
@@ -99,7 +107,8 @@ def _supervised(args: argparse.Namespace, stage: str) -> int:
     if base is None:
         base = settings.observability.metrics_port
     head = [*(["--config", str(args.config)] if args.config else []),
-            *(["--bootstrap", args.bootstrap] if args.bootstrap else [])]  # fmt: skip
+            *(["--bootstrap", args.bootstrap] if args.bootstrap else []),
+            *(["--log-level", args.log_level] if args.log_level else [])]  # fmt: skip
 
     def argv_for(i: int) -> list[str]:
         port = worker_port(base, i)
@@ -216,12 +225,23 @@ def _sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo_bootstrap(args: argparse.Namespace) -> str | None:
+    """The cluster the demo uses: ``--bootstrap``, else a configured ``bootstrap_servers``
+    (``CAPI_STREAM_BOOTSTRAP_SERVERS`` or the file); None: the demo starts its own broker."""
+    if args.bootstrap:
+        return str(args.bootstrap)
+    settings = _settings(args)
+    return settings.bootstrap_servers if "bootstrap_servers" in settings.model_fields_set else None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from stream.demo import run_demo, summary
     from stream.logs import configure
 
-    configure("warning", "console")
-    result = run_demo(events=args.events, seed=args.seed)
+    configure(args.log_level or "warning", "console")
+    bootstrap = _demo_bootstrap(args)
+    on_cluster: dict[str, Any] = {"bootstrap": bootstrap} if bootstrap else {}
+    result = run_demo(events=args.events, seed=args.seed, **on_cluster)
     print(summary(result))
     settled = result.delivered + sum(
         n for reason, n in result.dead_by_reason.items() if reason == "rejected_by_meta"
@@ -239,14 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"capi-stream {_version()}")
-    parser.add_argument(
-        "--config", type=Path, default=None, help="TOML settings file (else CAPI_STREAM_CONFIG)"
-    )
-    parser.add_argument(
-        "--bootstrap",
-        default=None,
-        help="Kafka bootstrap servers (else CAPI_STREAM_BOOTSTRAP_SERVERS)",
-    )
+    _global_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     topics = sub.add_parser("topics", help="manage the raw, enriched and dead-letter topics")
@@ -330,7 +343,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _REGISTRARS:
         register(sub)
+    _global_options_after(parser)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=default,
+        help="TOML settings file (else CAPI_STREAM_CONFIG)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bootstrap", default=default,
+        help="Kafka bootstrap servers (else CAPI_STREAM_BOOTSTRAP_SERVERS)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=default,
+        help="log level (else observability.log_level)",
+    )  # fmt: skip
+
+
+def _global_options_after(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand, at every depth, takes the global options too. Their default is
+    SUPPRESS: a subcommand that was not given one leaves the value parsed before it."""
+    for action in parser._actions:  # argparse lists its subparsers nowhere else
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                _global_options(child, default=argparse.SUPPRESS)
+                _global_options_after(child)
 
 
 def _operator_tools() -> list[
@@ -363,6 +402,7 @@ def _error(text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     from stream import logs
+    from stream.command_line import command_line
 
     if argv is None:  # the console script or python -m: this process is ours
         logs.own_process()
@@ -370,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with command_line(bootstrap_servers=args.bootstrap, log_level=args.log_level):
+            return handler(args)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_CONFIG

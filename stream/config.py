@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -45,6 +44,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from stream import command_line
+from stream.config_errors import Sources, read_toml, unknown_variable_problems
 from stream.core.errors import ConfigError
 from stream.credentials import Credentials
 from stream.logs import librdkafka_logger
@@ -295,39 +296,55 @@ _PREFIX = "CAPI_STREAM_"
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings, turning any validation failure into one :class:`ConfigError`.
 
-    The message names every bad setting as its environment variable would, and never echoes a
-    value (it could be a token). Beyond what the model checks: every ``CAPI_STREAM_*`` variable
-    must name a setting, and the librdkafka properties must be ones librdkafka accepts (checked
-    by building each kind of client without a bootstrap server, so nothing connects).
+    The message names every bad setting where it was written (``capi.toml: [deliverer]
+    linger``, ``CAPI_STREAM_DELIVERER__LINGER``, see :mod:`stream.config_errors`), suggests
+    the closest name for an unknown one, and never echoes a value (it could be a token). Beyond
+    what the model checks: every ``CAPI_STREAM_*`` variable must name a setting, and the
+    librdkafka properties must be ones librdkafka accepts (checked by building each kind of
+    client without a bootstrap server, so nothing connects).
     """
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
+    overrides = _merge(command_line.overrides(), overrides)
+    from_env = os.environ.get("CAPI_STREAM_CONFIG") or None
+    path = config_file or (Path(from_env) if from_env else None)
+    toml: tuple[str, dict[str, Any]] | None = None
+    if path is not None:
+        label = str(path) if config_file is not None else f"CAPI_STREAM_CONFIG={path}"
+        if not path.is_file():
+            raise ConfigError(f"config file {label} does not exist")
+        toml = (str(path), read_toml(path, str(path)))
     unknown = unknown_variables(os.environ)
     if unknown:
         raise ConfigError(
-            f"unknown setting {', '.join(unknown)}: no such setting (see README Configuration)"
+            "; ".join(unknown_variable_problems(unknown, list(Settings.model_fields)))
         )
-    token = _CONFIG_FILE.set(config_file)
+    token = _CONFIG_FILE.set(path)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = "__".join(str(p) for p in err["loc"]).upper()
-            problems.append(f"CAPI_STREAM_{where}: {err['msg']}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        sources = Sources(Settings, overrides, os.environ, toml)
+        raise ConfigError("; ".join(sources.problems(exc.errors()))) from None
     except SettingsError as exc:
         # pydantic-settings could not decode a variable as JSON; its cause holds the value
         field = re.search(r'field "(\w+)"', str(exc))
         name = f"{_PREFIX}{field.group(1).upper()}" if field else "a CAPI_STREAM_ variable"
         raise ConfigError(f"{name}: not valid JSON") from None
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"invalid configuration file: {type(exc).__name__}") from None
     finally:
         _CONFIG_FILE.reset(token)
     check_librdkafka(settings)
     check_registry(settings)
     return settings
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, tables merged key by key (as the sources are)."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        if isinstance(below, Mapping) and isinstance(value, Mapping):
+            merged[key] = _merge(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def check_registry(settings: Settings) -> None:

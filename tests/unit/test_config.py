@@ -249,3 +249,127 @@ def test_example_configuration_shows_sasl_and_mtls() -> None:
                  '# "security.protocol" = "SSL"', '# "ssl.certificate.location"',
                  '# "ssl.key.location"'):  # fmt: skip
         assert line in text
+
+
+# -- where a problem was written ------------------------------------------------------------
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in [k for k in os.environ if k.upper().startswith("CAPI_STREAM_")]:
+        monkeypatch.delenv(key)
+
+
+def test_unknown_key_in_the_file_is_named_with_its_table_and_a_suggestion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``capi.toml: [deliverer] linger: unknown setting (did you mean linger_ms?)``; a
+    top-level key has no table; a key nothing resembles gets no suggestion."""
+    _clean_env(monkeypatch)
+    conf = tmp_path / "capi.toml"
+    conf.write_text('bootstrap_server = "k:9092"\n[deliverer]\nlinger = 5\nzzz = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf)
+    problems = str(info.value).split("; ")
+    assert f"{conf}: [deliverer] linger: unknown setting (did you mean linger_ms?)" in problems
+    assert f"{conf}: bootstrap_server: unknown setting (did you mean bootstrap_servers?)" in (
+        problems
+    )
+    assert f"{conf}: [deliverer] zzz: unknown setting" in problems
+
+
+def test_bad_value_in_the_file_is_named_without_the_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value of the wrong type in the file: its table and key, never the value; a quoted
+    passthrough key keeps its quotes."""
+    _clean_env(monkeypatch)
+    conf = tmp_path / "capi.toml"
+    conf.write_text(f'[topics]\npartitions = "{TOKEN}"\n[kafka]\n"sasl.password" = ["{TOKEN}"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf)
+    text = str(info.value)
+    assert f"{conf}: [topics] partitions: Input should be a valid integer" in text
+    assert f'{conf}: [kafka] "sasl.password": Input should be a valid string, a valid ' in text
+    assert TOKEN not in text
+
+
+def test_toml_syntax_error_names_line_and_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file tomllib cannot parse: the file, the line and the column, in one line."""
+    _clean_env(monkeypatch)
+    conf = tmp_path / "capi.toml"
+    conf.write_text('[deliverer]\nlinger_ms = 5\ntest_event_code = "TEST\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf)
+    assert str(info.value).startswith(f"{conf}: invalid TOML at line 3, column ")
+
+
+def test_problems_are_blamed_on_the_source_that_gave_the_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable is named by its name (nested, or the key inside a JSON table); the file by
+    its table; a variable that overrides the file takes the blame for the value used."""
+    _clean_env(monkeypatch)
+    conf = tmp_path / "capi.toml"
+    conf.write_text("[topics]\npartitions = 3\nretention_ms = -5\n")
+    monkeypatch.setenv("CAPI_STREAM_TOPICS__PARTITIONS", "0")
+    monkeypatch.setenv("CAPI_STREAM_DELIVERER__LINGER", "5")
+    monkeypatch.setenv("CAPI_STREAM_NORMALIZER", '{"pool_batch": 5}')
+    with pytest.raises(ConfigError) as info:
+        load_settings(conf)
+    problems = str(info.value).split("; ")
+    assert "CAPI_STREAM_TOPICS__PARTITIONS: Input should be greater than or equal to 1" in problems
+    assert f"{conf}: [topics] retention_ms: Input should be greater than or equal to -1" in (
+        problems
+    )
+    assert (
+        "CAPI_STREAM_DELIVERER__LINGER: unknown setting "
+        "(did you mean CAPI_STREAM_DELIVERER__LINGER_MS?)"
+    ) in problems
+    assert "CAPI_STREAM_NORMALIZER: pool_batch: unknown setting (did you mean poll_batch?)" in (
+        problems
+    )
+
+
+def test_unknown_variable_suggests_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A top-level variable that names no setting gets the closest one's variable."""
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("CAPI_STREAM_BOOTSTRAP_SERVER", "k:9092")
+    with pytest.raises(
+        ConfigError,
+        match=r"^CAPI_STREAM_BOOTSTRAP_SERVER: unknown setting "
+        r"\(did you mean CAPI_STREAM_BOOTSTRAP_SERVERS\?\)$",
+    ):
+        load_settings()
+
+
+def test_missing_file_from_the_variable_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CAPI_STREAM_CONFIG naming no file is an error (it was silently ignored)."""
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("CAPI_STREAM_CONFIG", str(tmp_path / "none.toml"))
+    with pytest.raises(ConfigError, match=r"CAPI_STREAM_CONFIG=.*none\.toml does not exist"):
+        load_settings()
+
+
+def test_command_line_options_win_over_every_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside ``command_line``, --bootstrap and --log-level beat the file and the variables,
+    and the log level merges into the file's [observability] table."""
+    from stream.command_line import command_line
+
+    _clean_env(monkeypatch)
+    conf = tmp_path / "capi.toml"
+    conf.write_text('bootstrap_servers = "file:9092"\n[observability]\nmetrics_port = 9300\n')
+    monkeypatch.setenv("CAPI_STREAM_OBSERVABILITY__LOG_LEVEL", "error")
+    with command_line(bootstrap_servers="cli:9092", log_level="debug"):
+        settings = load_settings(conf)
+    assert settings.bootstrap_servers == "cli:9092"
+    assert settings.observability.log_level == "debug"
+    assert settings.observability.metrics_port == 9300
+    assert load_settings(conf).observability.log_level == "error"  # only inside the block
