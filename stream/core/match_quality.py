@@ -174,6 +174,40 @@ KEY_NAMES: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
+#: The names Meta's Dataset Quality API gives the keys in ``match_key_feedback`` (its
+#: documentation shows ``email``, ``phone``, ``external_id``, ``ip_address``, ``user_agent``,
+#: ``fbc``; the rest follow the same plain-word style). The simulator answers with these.
+META_IDENTIFIERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "em": "email",
+        "ph": "phone",
+        "fn": "first_name",
+        "ln": "last_name",
+        "ge": "gender",
+        "db": "date_of_birth",
+        "ct": "city",
+        "st": "state",
+        "zp": "zip",
+        "country": "country",
+        "external_id": "external_id",
+        "client_ip_address": "ip_address",
+        "client_user_agent": "user_agent",
+        "fbc": "fbc",
+        "fbp": "fbp",
+        "subscription_id": "subscription_id",
+        "fb_login_id": "fb_login_id",
+        "lead_id": "lead_id",
+        "anon_id": "anon_id",
+        "madid": "madid",
+        "page_id": "page_id",
+        "page_scoped_user_id": "page_scoped_user_id",
+        "ctwa_clid": "ctwa_clid",
+        "ig_account_id": "ig_account_id",
+        "ig_sid": "ig_sid",
+    }
+)
+
+
 def event_label(event_name: str) -> str:
     """The metric label of an event name: standard names as they are, others ``custom``.
 

@@ -4,6 +4,10 @@ Routes::
 
     POST /{vNN.N}/{pixel_id}/events   the Graph API events edge (CAPI.md §1)
     POST /capi/{pixel_id}/events      the CAPI Gateway's server endpoint, answers 202 (§6.4)
+    GET  /{vNN.N}/dataset_quality?dataset_id=P&fields=web{...}
+                                      Meta's Dataset Quality API, answered from what the pixel
+                                      received (:mod:`stream.sim.quality`); faulted like the
+                                      events edges, token in the query or Authorization header
     GET  /{vNN.N}/{pixel_id}[?fields=id,name]
                                       the pixel (dataset) node: ``capi-stream check``'s probe of
                                       a token, answered like Graph (190 unknown token, 200 no
@@ -44,12 +48,14 @@ from stream.sim.graph import (
     json_response,
     token_error,
 )
+from stream.sim.quality import KNOWN_FIELDS, QualityBook, parse_fields, unknown_field
 from stream.sim.state import JournalEntry, Recorder, Stats
 from stream.sim.validate import Invalid, validate_request
 
 _GRAPH_PATH: Final = re.compile(r"/(v\d+\.\d+)/([^/]+)/events/?")
 _GATEWAY_PATH: Final = re.compile(r"/capi/([^/]+)/events/?")
 _NODE_PATH: Final = re.compile(r"/(v\d+\.\d+)/([^/]+)/?")
+_QUALITY_PATH: Final = re.compile(r"/v\d+\.\d+/dataset_quality/?")
 #: The fields of a pixel node the simulator knows (Graph's AdsPixel has many more).
 _NODE_FIELDS: Final = ("id", "name")
 ADMIN_PREFIX: Final = "/_sim/"
@@ -114,6 +120,7 @@ class SimApp:
         self._clock = clock
         self.recorder = Recorder(clock, journal=config.journal)
         self.faults = FaultInjector(config.faults, clock)
+        self.quality = QualityBook()
 
     def admit(self, request: Request) -> Plan:
         """Draw the fate of a request to an events edge.
@@ -121,7 +128,9 @@ class SimApp:
         Admin and unknown paths draw nothing, so they are never faulted and never shift the
         seeded sequence.
         """
-        if request.path.startswith(ADMIN_PREFIX) or _route(request.path) is None:
+        if request.path.startswith(ADMIN_PREFIX):
+            return NO_FAULT
+        if _route(request.path) is None and _QUALITY_PATH.fullmatch(request.path) is None:
             return NO_FAULT
         return replace(self.faults.draw(), arrived_at=self._clock())
 
@@ -129,6 +138,8 @@ class SimApp:
         """The answer to ``request`` once its latency has passed, or how not to answer."""
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)
+        if _QUALITY_PATH.fullmatch(request.path) is not None:
+            return self._dataset_quality(request, plan)
         route = _route(request.path)
         node = _NODE_PATH.fullmatch(request.path)
         if route is None and node is not None and request.method == "GET":
@@ -192,6 +203,8 @@ class SimApp:
             # as any choice, and a client may not assume which (it must re-send them all)
             verdict = verdict[: max(len(verdict) - self.faults.config.short_receipt_missing, 0)]
         self.recorder.accept(route.pixel_id, verdict, test=test)
+        if not test:
+            self.quality.record(route.pixel_id, verdict, self._clock())
         self._log(route, plan, size, verdict, short=short)
         if route.version is None:
             return json_response(202, {"events_received": len(verdict)})
@@ -255,11 +268,7 @@ class SimApp:
         a known pixel the token may not use with the permission error of the events edge.
         """
         query = dict(parse_qsl(request.query))
-        if "access_token" not in query:
-            # Graph also reads the token from "Authorization: OAuth|Bearer <token>"
-            scheme, _, value = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() in ("oauth", "bearer") and value.strip():
-                query["access_token"] = value.strip()
+        _token_from_header(request, query)
         if self.config.tokens and not self._pixel_known(pixel_id):
             # the token is checked first: an unknown token learns nothing about pixels
             refusal = self._check_token({}, query, None)
@@ -276,6 +285,39 @@ class SimApp:
             )  # fmt: skip
         node = {"id": pixel_id, "name": f"Simulated pixel {pixel_id}"}
         return json_response(200, {f: node[f] for f in wanted})
+
+    def _dataset_quality(self, request: Request, plan: Plan) -> Outcome:
+        """``GET /{version}/dataset_quality``: an injected fault, a refusal, or the numbers."""
+        query = dict(parse_qsl(request.query))
+        pixel_id = query.get("dataset_id", "")
+        kind = plan.kind
+        if kind == "reset":
+            return RESET
+        if kind == "hang":
+            return Hang(self.faults.config.hang_seconds, None)
+        if kind is not None and kind != "short_receipt":
+            return fault_response(kind, pixel_id, self.faults.config)
+        if request.method != "GET":
+            return graph_error(400, 100, f"Unsupported {request.method.lower()} request.",
+                               error_type="GraphMethodException", subcode=33)  # fmt: skip
+        _token_from_header(request, query)
+        if not pixel_id:
+            return graph_error(400, 100, "(#100) The parameter dataset_id is required")
+        refusal = self._check_token({}, query, pixel_id)
+        if refusal is not None:
+            return refusal
+        try:
+            fields = parse_fields(query.get("fields", "web"))
+        except ValueError as exc:
+            return graph_error(400, 100, f"(#100) {exc}")
+        known = {"web": {k: v for k, v in KNOWN_FIELDS.items() if k not in self.quality.retired}}
+        unknown = unknown_field(fields, known)
+        if unknown is not None:
+            return graph_error(
+                400, 100, f"(#100) Tried accessing nonexisting field ({unknown}) on node type "
+                "(AdsPixelCAPIIntegrationQuality)", error_type="OAuthException",
+            )  # fmt: skip
+        return json_response(200, self.quality.answer(pixel_id, fields))
 
     def _pixel_known(self, pixel_id: str) -> bool:
         return any(ANY_PIXEL in p or pixel_id in p for p in self.config.tokens.values())
@@ -337,6 +379,15 @@ class SimApp:
 
     def reset(self) -> None:
         self.recorder.reset()
+        self.quality.reset()
+
+
+def _token_from_header(request: Request, query: dict[str, str]) -> None:
+    """Graph also reads the token from ``Authorization: OAuth|Bearer <token>``."""
+    if "access_token" not in query:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() in ("oauth", "bearer") and value.strip():
+            query["access_token"] = value.strip()
 
 
 def _no_permission(pixel_id: str) -> Response:
