@@ -18,9 +18,9 @@ The mapping, for users (``capi-stream publish --help`` prints it from here):
 | `doby`, `dobm`, `dobd`, `fi`, `f5first`, `f5last` | same name in `user_data` | one |
 | `madid`, `client_ip_address`, `client_user_agent`, `fbc`, `fbp`, … (2) | in `user_data` | one |
 | `event_name` | `event_name` | required |
-| `event_time` | `event_time` | required; Unix seconds or ISO 8601 (3) |
+| `event_time` | `event_time` | required; a date-time (3) |
 | `event_id`, `action_source`, `pixel_id`, `event_source_url`, … (4) | same name | one |
-| `value`, `currency`, `order_id`, `item_number`, `num_items`, … (5) | `custom_data.*` | one |
+| `value`, `currency`, `order_id`, `item_number`, `num_items`, … (5) | `custom_data.*` | one (6) |
 | `content_ids` | `custom_data.content_ids` | several (1) |
 | `contents` | `custom_data.contents` | a JSON array of objects |
 | `custom.NAME` | `custom_data.custom_properties[NAME]` | text (JSON: its type) |
@@ -30,21 +30,29 @@ The mapping, for users (``capi-stream publish --help`` prints it from here):
     separate values with `|` in one cell (`a@x.com|b@x.com`); in JSON a list works too.
 (2) Every `user_data` key that is never hashed: also `subscription_id`, `fb_login_id`,
     `lead_id`, `anon_id`, `page_id`, `page_scoped_user_id`, `ctwa_clid`, `ig_account_id`, `ig_sid`.
-(3) `1767225600`, `2026-01-01T00:00:00Z`, `2026-01-01 01:00+01:00` or `2026-01-01`; a time
-    without an offset is UTC. Milliseconds are left to the normalize stage, which converts
-    them with a warning.
+(3) `1767225600`, `2026-01-01T00:00:00Z`, `2026-01-01 01:00+01:00`, `2026-01-01` or
+    `2026/01/01 14:30`; a time without an offset is UTC. A date with a short first number
+    (`11/28/2026 14:30`, `11/28/2026 2:30 PM`, `28.11.2026 14:30`) needs `--date-order mdy`
+    or `dmy`: the order is never guessed. Milliseconds are left to the normalize stage, which
+    converts them with a warning.
 (4) Every top-level field of the raw schema: also `opt_out`, `referrer_url`, `test_event_code`,
     `data_processing_options` (several (1)), `data_processing_options_country`, `…_state`,
     `customer_segmentation`, `messaging_channel`, `advertiser_tracking_enabled`.
 (5) Every field of `custom_data`: also `net_revenue`, `content_name`, `content_category`,
     `content_type`, `predicted_ltv`, `search_string`, `status`, `delivery_category`.
+(6) `value`, `net_revenue`, `predicted_ltv` (every decimal field): `12.50`, `1,000.50`,
+    `$12.50`, `-€3`; with `--decimal-comma`: `12,50`, `1.000,50`, `12,50 €`. Without it
+    `12,50` is refused, never read as 1250.
 
 Values are raw: hashing and normalization are the normalize stage's job. Booleans accept
 `true/false/1/0/yes/no`; numbers accept JSON numbers or decimal text. JSON Lines rows may also
 be in the raw schema's own shape: an object under `user_data`, `custom_data`, `app_data`,
 `original_event_data` or `attribution_data` is read as `SECTION.FIELD` columns, so nested and
-flat keys mix. An unknown column is an error, never silently dropped. Column names are
-case-insensitive; an empty cell (or JSON `null`) is an absent value.
+flat keys mix. An unknown column is an error, never silently dropped, unless
+`--ignore-unknown-columns` says to skip it (CRM exports carry columns such as `Age`): the
+columns skipped are named once. Column names are case-insensitive; an empty cell (or JSON
+`null`) is an absent value. A refused value is reported by field with the forms accepted,
+never quoting the value.
 """
 
 from __future__ import annotations
@@ -52,13 +60,27 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import orjson
 
 from stream.core.errors import EncodeError
+from stream.core.value_forms import (
+    DEFAULT_FORMS,
+    ValueForms,
+    accepted_amount,
+    accepted_time,
+    parse_amount,
+    parse_time,
+)
+
+__all__ = [
+    "FieldProblem", "HeaderMapper", "RowError", "RowMapper", "ValueForms", "field_kinds",
+    "parse_time", "read_csv", "read_csv_cells", "read_jsonl", "user_help",
+]  # fmt: skip
 
 Kind = Literal["string", "strings", "long", "int", "double", "boolean", "data", "property"]
 Pairs = Iterable[tuple[str, Any]]
@@ -87,7 +109,6 @@ _PROPERTIES: Final = "custom_data.custom_properties"
 # a bare column is an event field, else a user_data key, else a custom_data field
 _BARE_SECTIONS: Final = ("user_data", "custom_data")
 _NUMBERED: Final = re.compile(r"(.+?)_?\d+")
-_DECIMAL: Final = re.compile(r"[+-]?\d+(\.\d*)?")
 _TRUE: Final = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE: Final = frozenset({"false", "0", "no", "n", "f"})
 _INT_RANGE: Final = MappingProxyType({"int": (-(2**31), 2**31), "long": (-(2**63), 2**63)})
@@ -103,30 +124,57 @@ def user_help() -> str:
     return doc[doc.index("| column") :]
 
 
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """Why one column or field of a row was refused: a stable ``reason`` code and, for an
+    invalid value, the forms that would have been ``accepted`` (never the value itself).
+
+    Reasons: ``unknown_column``, ``invalid_value``, ``given_twice``, ``missing_field``,
+    ``invalid_json``, ``not_an_object``.
+    """
+
+    field: str
+    reason: str
+    accepted: str = ""
+
+    def __str__(self) -> str:
+        if self.reason == "given_twice":
+            return f"{self.field} (given twice)"
+        return f"{self.field} (expected {self.accepted})" if self.accepted else self.field
+
+
 class RowError(EncodeError):
     """Raised when a row cannot become a raw event; names columns and fields, never values."""
 
-    def __init__(self, problem: str, fields: Iterable[str] = ()) -> None:
-        self.fields = tuple(fields)
+    def __init__(self, problem: str, problems: Iterable[FieldProblem | str] = ()) -> None:
+        reason = _REASONS.get(problem, "invalid_row")
+        self.problems = tuple(
+            p if isinstance(p, FieldProblem) else FieldProblem(p, reason) for p in problems
+        )
+        self.fields = tuple(p.field for p in self.problems)
         self.problem = problem
-        super().__init__(f"{problem}: {', '.join(self.fields)}" if self.fields else problem)
+        self.reason = reason
+        text = ("; " if reason == "invalid_value" else ", ").join(map(str, self.problems))
+        super().__init__(f"{problem}: {text}" if text else problem)
 
 
-def parse_time(text: str) -> int:
-    """Unix seconds from digits or ISO 8601; no offset means UTC. Raises ValueError.
+_REASONS: Final = MappingProxyType({
+    "unknown columns": "unknown_column", "invalid values in": "invalid_value",
+    "given twice": "given_twice", "missing": "missing_field", "not valid JSON": "invalid_json",
+    "not a JSON object": "not_an_object",
+})  # fmt: skip
 
-    ``"1767225600"`` → 1767225600; ``"2026-01-01T00:00:00Z"`` → 1767225600;
-    ``"2026-01-01T01:00:00+01:00"`` → 1767225600.
-    """
-    text = text.strip()
-    if text.isascii() and text.isdigit():  # the common case, without the pattern
-        return int(text)
-    if _DECIMAL.fullmatch(text):
-        return int(text.split(".", 1)[0])
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+
+_EXTRA_CELL: Final = "<column "
+#: What a person is told a field of each kind takes (amounts and times depend on the file).
+_ACCEPTED: Final[Mapping[str, str]] = MappingProxyType({
+    "long": "a whole number", "int": "a whole number", "boolean": "true/false, yes/no or 1/0",
+    "data": "JSON", "string": "text", "strings": "text", "property": "text, a number or a boolean",
+})  # fmt: skip
+
+
+class _GivenTwice(ValueError):
+    """A single-valued field filled by two columns: the row is ambiguous, not invalid."""
 
 
 def field_kinds(schema: Mapping[str, Any]) -> dict[str, Kind]:
@@ -161,6 +209,8 @@ class RowMapper:
 
     ``default_action_source`` and ``default_pixel_id`` fill rows that lack the column (Meta's
     offline-events template has no action_source: every row of it is a ``physical_store`` event).
+    ``forms`` says how the file writes amounts and date-times; with ``ignore_unknown`` a column
+    no field takes is skipped instead of refusing the row.
     """
 
     def __init__(
@@ -169,10 +219,20 @@ class RowMapper:
         *,
         default_action_source: str | None = None,
         default_pixel_id: str | None = None,
+        forms: ValueForms = DEFAULT_FORMS,
+        ignore_unknown: bool = False,
     ) -> None:
         self._kinds = field_kinds(schema)
         self._defaults = {"action_source": default_action_source, "pixel_id": default_pixel_id}
         self._resolved: dict[str, tuple[str, Kind] | None] = {}
+        self.forms = forms
+        self.ignore_unknown = ignore_unknown
+
+    def accepted(self, path: str, kind: Kind) -> str:
+        """The forms a value of this field may take, for a person (never the value given)."""
+        if kind in ("long", "int") and path.endswith("_time"):
+            return accepted_time(self.forms)
+        return _ACCEPTED.get(kind) or accepted_amount(self.forms)
 
     def resolve(self, column: str) -> tuple[str, Kind] | None:
         """The dotted field path and kind a column fills, or None for an unknown column."""
@@ -208,25 +268,30 @@ class RowMapper:
         pairs = row.items() if isinstance(row, Mapping) else row
         event: dict[str, Any] = {}
         unknown: list[str] = []
-        invalid: list[str] = []
+        invalid: list[FieldProblem] = []
         for column, value in _flatten(pairs):
             target = self.resolve(column)
             if target is None:
-                unknown.append(column)
+                # a cell past the header's width is a broken row (an unquoted 12,50 makes
+                # one): never skipped, or 12,50 would quietly read as 12
+                if not self.ignore_unknown or column.startswith(_EXTRA_CELL):
+                    unknown.append(column)
                 continue
             path, kind = target
             try:
-                coerced = _coerce(kind, value, is_time=path.endswith("_time"))
+                coerced = _coerce(kind, value, is_time=path.endswith("_time"), forms=self.forms)
                 if coerced is not None:
                     _put(event, path, kind, coerced)
+            except _GivenTwice:
+                invalid.append(FieldProblem(path, "given_twice"))
             except (ValueError, TypeError):
-                invalid.append(path)
+                invalid.append(FieldProblem(path, "invalid_value", self.accepted(path, kind)))
         if unknown:
             raise RowError("unknown columns", unknown)
         return self.finish(event, invalid)
 
-    def finish(self, event: dict[str, Any], invalid: list[str]) -> dict[str, Any]:
-        """Report ``invalid`` paths, else fill the defaults and check the required fields."""
+    def finish(self, event: dict[str, Any], invalid: list[FieldProblem]) -> dict[str, Any]:
+        """Report ``invalid`` fields, else fill the defaults and check the required fields."""
         if invalid:
             raise RowError("invalid values in", dict.fromkeys(invalid))
         for name, default in self._defaults.items():
@@ -256,14 +321,18 @@ class HeaderMapper:
         self._mapper = mapper
         self._header = list(header)
         steps: list[tuple[int, str, _Put]] = []
+        self._kinds: dict[str, Kind] = {}
         for index, column in enumerate(self._header):
             target = None if column.strip().lower() in SECTIONS else mapper.resolve(column)
             if target is None:
+                if mapper.ignore_unknown and column.strip().lower() not in SECTIONS:
+                    continue  # skipped in every row, as the general way skips it
                 steps = []
                 self._general = True
                 break
             path, kind = target
-            steps.append((index, path, _putter(path, kind)))
+            self._kinds[path] = kind
+            steps.append((index, path, _putter(path, kind, mapper.forms)))
         else:
             self._general = False
         self._steps = tuple(steps)
@@ -273,15 +342,18 @@ class HeaderMapper:
         if self._general or len(cells) != len(self._header):
             return self._mapper.event(list(zip(_names(self._header, cells), cells, strict=False)))
         event: dict[str, Any] = {}
-        invalid: list[str] = []
+        invalid: list[FieldProblem] = []
         for index, path, put in self._steps:
             value = cells[index]
             if not value or value.isspace():  # an empty cell is an absent value
                 continue
             try:
                 put(event, value)
+            except _GivenTwice:
+                invalid.append(FieldProblem(path, "given_twice"))
             except (ValueError, TypeError):
-                invalid.append(path)
+                accepted = self._mapper.accepted(path, self._kinds[path])
+                invalid.append(FieldProblem(path, "invalid_value", accepted))
         return self._mapper.finish(event, invalid)
 
 
@@ -289,13 +361,13 @@ class HeaderMapper:
 _Put = Callable[[dict[str, Any], str], None]
 
 
-def _putter(path: str, kind: Kind) -> _Put:
+def _putter(path: str, kind: Kind, forms: ValueForms) -> _Put:
     """The conversion and placement of one column's cells, as ``_coerce`` and ``_put`` do it.
 
     Written out per case rather than through ``_coerce`` and ``_put``: this runs once per cell.
     """
     *sections, name = path.split(".", 2) if kind == "property" else path.split(".")
-    convert = _cell_converter(kind, is_time=path.endswith("_time"))
+    convert = _cell_converter(kind, is_time=path.endswith("_time"), forms=forms)
 
     def place(event: dict[str, Any]) -> dict[str, Any]:
         target = event
@@ -325,13 +397,13 @@ def _putter(path: str, kind: Kind) -> _Put:
         coerced = value if convert is None else convert(value)
         target = place(event)
         if name in target:
-            raise ValueError("given twice")
+            raise _GivenTwice
         target[name] = coerced
 
     return put_once
 
 
-def _cell_converter(kind: Kind, *, is_time: bool) -> Callable[[str], Any] | None:
+def _cell_converter(kind: Kind, *, is_time: bool, forms: ValueForms) -> Callable[[str], Any] | None:
     """What ``_coerce`` does to a non-blank text cell of ``kind``; None: the text as it is."""
     if kind in ("string", "property", "strings"):
         # CSV cells are text: a property keeps it as text, like a string field (and lists
@@ -342,11 +414,11 @@ def _cell_converter(kind: Kind, *, is_time: bool) -> Callable[[str], Any] | None
     if kind == "boolean":
         return _boolean
     if kind == "double":
-        return float
+        return partial(parse_amount, forms=forms)
     low, high = _INT_RANGE[kind]
 
     def whole(value: str) -> int:
-        number = parse_time(value) if is_time else int(value.strip())
+        number = parse_time(value, forms) if is_time else int(value.strip())
         if not low <= number < high:
             raise ValueError("out of range")
         return number
@@ -356,7 +428,7 @@ def _cell_converter(kind: Kind, *, is_time: bool) -> Callable[[str], Any] | None
 
 def _names(header: Sequence[str], cells: Sequence[str]) -> list[str]:
     """The header, with ``<column N>`` for each cell past its width (an unknown column)."""
-    return [*header, *(f"<column {i + 1}>" for i in range(len(header), len(cells)))]
+    return [*header, *(f"{_EXTRA_CELL}{i + 1}>" for i in range(len(header), len(cells)))]
 
 
 def _flatten(pairs: Pairs) -> Iterator[tuple[str, Any]]:
@@ -370,7 +442,7 @@ def _flatten(pairs: Pairs) -> Iterator[tuple[str, Any]]:
             yield column, value  # a section given as a scalar: reported as an unknown column
 
 
-def _coerce(kind: Kind, value: Any, *, is_time: bool) -> Any:
+def _coerce(kind: Kind, value: Any, *, is_time: bool, forms: ValueForms = DEFAULT_FORMS) -> Any:
     """The value as the schema wants it; None when absent. Raises ValueError or TypeError."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -393,9 +465,9 @@ def _coerce(kind: Kind, value: Any, *, is_time: bool) -> Any:
     if kind == "boolean":
         return _boolean(value)
     if kind == "double":
-        return float(value)
+        return parse_amount(value, forms) if isinstance(value, str) else float(value)
     if isinstance(value, str):
-        number = parse_time(value) if is_time else int(value.strip())
+        number = parse_time(value, forms) if is_time else int(value.strip())
     elif isinstance(value, float) and not (is_time or value.is_integer()):
         raise ValueError("not a whole number")
     else:
@@ -434,7 +506,7 @@ def _put(event: dict[str, Any], path: str, kind: Kind, value: Any) -> None:
     if kind == "strings":
         target.setdefault(name, []).extend(value)
     elif name in target:
-        raise ValueError("given twice")
+        raise _GivenTwice
     else:
         target[name] = value
 
