@@ -2,8 +2,10 @@
 
 The exported names are read from a real :class:`~stream.metrics.PrometheusSensor` fed one call
 per metric declared in :data:`stream.metrics.METRICS` (so ``_total``, ``_bucket`` and the label
-names are the exporter's, not a copy of its rules). A renamed metric or label then fails here
-instead of leaving an alert that never fires or a panel that stays empty.
+names are the exporter's, not a copy of its rules), and from the gauges of ``capi-stream quality
+serve`` (:class:`~stream.quality.exporter.QualityMetrics`) fed one good poll and one failed one.
+A renamed metric or label then fails here instead of leaving an alert that never fires or a
+panel that stays empty.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 import yaml
 
 from stream.metrics import METRICS, PREFIX, PrometheusSensor
+from stream.quality.exporter import QualityMetrics
+from stream.quality.model import DatasetQuality, MetaRow, PollFailure
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -25,7 +29,9 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "capi-stream.json"
 #: Series Prometheus makes itself, and labels every scraped series gets.
 PROMETHEUS_SERIES = frozenset({"up"})
 TARGET_LABELS = frozenset({"job", "instance"})
-_NAME = re.compile(r"\b((?:capi_stream_|up\b)\w*)(\{[^}]*\})?")
+_NAME = re.compile(r"\b((?:capi_stream_|meta_|up\b)\w*)(\{[^}]*\})?")
+#: The prefix of the series ``capi-stream quality serve`` exports.
+QUALITY_PREFIX = "meta_"
 _BY = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 _MATCHER = re.compile(r"(\w+)\s*(?:=~|!~|!=|=)")
 
@@ -48,7 +54,22 @@ def _exported() -> dict[str, frozenset[str]]:
         for sample in family.samples:
             if sample.name.startswith(PREFIX) and not sample.name.endswith("_created"):
                 exported[sample.name] = frozenset(sample.labels)
-    return exported
+    return exported | _quality_exported()
+
+
+def _quality_exported() -> dict[str, frozenset[str]]:
+    """Every series of the quality exporter after one good poll (every field) and a failed one."""
+    metrics = QualityMetrics()
+    coverage = {"em": 1.0, "client_ip_address": 1.0, "client_user_agent": 1.0}
+    row = MetaRow("Purchase", 7.0, coverage, 0.5, 0.75, 0.1, "real_time", (), ())
+    metrics.record(DatasetQuality("123", (row,)), 1.0)
+    metrics.failed(PollFailure("123", "throttled", "limit", 17))
+    return {
+        sample.name: frozenset(sample.labels)
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name.startswith(QUALITY_PREFIX) and not sample.name.endswith("_created")
+    }
 
 
 def _alert_rules() -> list[dict[str, Any]]:
@@ -136,6 +157,26 @@ def test_dashboard_shows_what_an_operator_needs(metric: str) -> None:
     """Accepted, rejected, dead-lettered by reason, pending, oldest age, halted lanes, lag and
     request latency each have a panel."""
     assert any(metric in expr for expr in _dashboard_expressions()), metric
+
+
+@pytest.mark.parametrize(
+    "metric",
+    ["meta_event_match_quality", "meta_match_key_coverage_ratio", "meta_event_coverage_ratio",
+     "meta_quality_last_success_timestamp_seconds"],
+)  # fmt: skip
+def test_match_quality_has_alerts_and_panels(metric: str) -> None:
+    """Meta's EMQ, key coverage, event coverage and the poll's age each have a rule and a
+    panel, beside the delivery ones."""
+    assert any(metric in r["expr"] for r in _alert_rules()), metric
+    assert any(metric in expr for expr in _dashboard_expressions()), metric
+
+
+def test_quality_checker_is_not_blind() -> None:
+    """A quality series with a wrong label or a missing _total fails the check too."""
+    exported = _exported()
+    assert _problems('meta_event_match_quality{event_name="Purchase"}', exported) == []
+    assert _problems('meta_event_match_quality{key="em"}', exported)
+    assert _problems("rate(meta_quality_poll_errors[1h])", exported)
 
 
 def test_compose_prometheus_loads_the_alerts() -> None:
