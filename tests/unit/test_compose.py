@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -201,18 +202,21 @@ def test_stages_get_longer_than_their_drain_before_sigkill(name: str) -> None:
     watchdog ends the process ``SHUTDOWN_GRACE_S`` after that. Docker's SIGKILL must come later,
     or what was delivered in the drain is not committed and is sent again.
     """
-    from stream import deliverer, normalizer
-    from stream.config import Deliverer
+    from stream.config import Deliverer as DelivererSettings
+    from stream.deliverer import Deliverer
+    from stream.normalizer import Normalizer
 
     service = _compose()["services"][name]
     env = service["environment"]
     revoke_s = float(
         env.get(
             "CAPI_STREAM_DELIVERER__REVOKE_TIMEOUT_S",
-            Deliverer.model_fields["revoke_timeout_s"].default,
+            DelivererSettings.model_fields["revoke_timeout_s"].default,
         )
     )
-    grace_s = {"normalizer": normalizer, "deliverer": deliverer}[name].SHUTDOWN_GRACE_S
+    # the stage's own module, wherever the class lives
+    stage = {"normalizer": Normalizer, "deliverer": Deliverer}[name]
+    grace_s = sys.modules[stage.__module__].SHUTDOWN_GRACE_S
     assert _seconds(service["stop_grace_period"]) > revoke_s + grace_s
 
 
