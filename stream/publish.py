@@ -7,8 +7,10 @@ columns, mapped as the table below says) become raw Avro events in the configure
 first value (trimmed, lowercased): a hash, because keys are logged and copied to the enriched
 topic as they are.
 
-A bad row is reported with its line number and the fields at fault, never their values (they
-are customer data), and skipped; the command exits 1 at the end when any row failed.
+A bad row is reported with its line number, the fields at fault and the forms they accept,
+never their values (they are customer data), and skipped; the command exits 1 at the end when
+any row failed (--errors FILE lists them as line,field,reason). The topic is checked before
+any input is read: a topic that does not exist stops the command (exit 2).
 
     with Publisher(settings) as publisher:
         publisher.publish({"event_name": "Purchase", "event_time": 1767225600,
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
@@ -30,6 +31,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from stream.core.capi import HASHED_KEYS, LEGACY_HASHED_KEYS, PLAIN_KEYS
 from stream.core.errors import ConfigError, EncodeError, KafkaError
+from stream.core.value_forms import ValueForms
+from stream.publish_report import BrokenInput, RunReport
 
 if TYPE_CHECKING:
     from stream.config import Settings
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 KEY_FIELDS = ("event_id", *HASHED_KEYS, *LEGACY_HASHED_KEYS, *PLAIN_KEYS)
-_SHOWN_LINES = 20
 _Row = Any  # what a mapper takes: a JSON object, (column, value) pairs, or a CSV row's cells
 # the docstring's paragraphs on input and bad rows are the command's description
 _ABOUT = "\n\n".join((__doc__ or "").split("\n\n")[1:3])
@@ -105,6 +107,8 @@ class Publisher:
         default_action_source: str | None = None,
         default_pixel_id: str | None = None,
         topic: str | None = None,
+        forms: ValueForms | None = None,
+        ignore_unknown: bool = False,
     ) -> None:
         from stream import schemas
         from stream.core.csv_map import RowMapper
@@ -120,6 +124,8 @@ class Publisher:
             schema,
             default_action_source=default_action_source,
             default_pixel_id=default_pixel_id,
+            forms=forms or ValueForms(),
+            ignore_unknown=ignore_unknown,
         )
         self._codecs = build_codecs(settings)
         self._branches = nullable_records(schema)
@@ -235,7 +241,8 @@ class _Lines:
                 # utf-8-sig drops the byte-order mark spreadsheet exports start with
                 yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
-                raise EncodeError(f"line {number} is not UTF-8 text; reading stopped") from None
+                text = f"line {number} is not UTF-8 text; reading stopped"
+                raise BrokenInput(number, "not_utf8", text) from None
 
 
 def _format(args: argparse.Namespace, first: str) -> str:
@@ -252,8 +259,8 @@ def run(args: argparse.Namespace) -> int:
     from stream.config import load_settings
     from stream.logs import configure
 
-    overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
-    settings = load_settings(args.config, **overrides)
+    # --bootstrap and --log-level come through the command line's settings (stream.cli)
+    settings = load_settings(args.config)
     configure(settings.observability.log_level, settings.observability.log_format)
     if args.file == "-":
         return _publish(args, settings, sys.stdin.buffer, None)
@@ -265,100 +272,149 @@ def run(args: argparse.Namespace) -> int:
         return _publish(args, settings, stream, path.stat().st_size)
 
 
+def _check_topic(settings: Settings, topic: str) -> None:
+    """Stop before reading any input when ``topic`` cannot take records (one line, not a
+    librdkafka error per record)."""
+    from stream.kafka.cluster import describe_topic
+
+    state = describe_topic(settings, topic, settings.kafka_connect_timeout_s)
+    if state.error == "UNKNOWN_TOPIC_OR_PART":
+        create = (
+            "create it with `capi-stream topics create`"
+            if topic == settings.topics.raw
+            else "create it, or leave out --topic to publish to the configured raw topic "
+            f"{settings.topics.raw} (`capi-stream topics create` makes it)"
+        )
+        raise ConfigError(f"topic {topic} does not exist: {create}")
+    if state.error is not None:
+        raise KafkaError(f"cannot publish to topic {topic}: {state.error}")
+
+
 def _publish(
     args: argparse.Namespace, settings: Settings, stream: IO[bytes], size: int | None
 ) -> int:
-    from stream.core.csv_map import read_csv_cells, read_jsonl
     from stream.kafka.cluster import wait_for_cluster
+
+    topic = args.topic or settings.topics.raw
+    if not args.dry_run:  # a dry run only validates: it needs no cluster
+        wait_for_cluster(settings, _progress)
+        _check_topic(settings, topic)
+    report = RunReport(args.errors)
+    try:
+        return _run(args, settings, stream, size, topic=topic, report=report)
+    finally:
+        report.close()
+
+
+def _run(
+    args: argparse.Namespace, settings: Settings, stream: IO[bytes], size: int | None, *,
+    topic: str, report: RunReport,
+) -> int:  # fmt: skip
     from stream.progress import Progress
 
-    if not args.dry_run:  # a dry run only validates: it needs no cluster
-        wait_for_cluster(
-            settings,
-            lambda line: print(f"capi-stream publish: {line}", file=sys.stderr, flush=True),
-        )
     source = _Lines(stream)
     lines = iter(source)
     first = next(lines, "")
     fmt = _format(args, first)
     default_source = args.action_source or ("physical_store" if fmt == "csv" else None)
+    forms = ValueForms(decimal_comma=args.decimal_comma, date_order=args.date_order)
     publisher = Publisher(settings, key_field=args.key, default_action_source=default_source,
-                          default_pixel_id=args.pixel_id, topic=args.topic)  # fmt: skip
-    rows: Iterator[tuple[int, Any]]
-    to_event: Callable[[_Row], dict[str, Any]] = publisher.mapper.event
-    if fmt == "csv":
-        header, rows = read_csv_cells(chain([first], lines))
-        unknown = publisher.mapper.unknown(header)
-        if unknown:
-            publisher.close()
-            print(f"capi-stream publish: unknown columns {', '.join(unknown)} "
-                  "(see `capi-stream publish --help`)", file=sys.stderr)  # fmt: skip
-            return EXIT_USAGE
-        to_event = publisher.mapper.for_header(header).event  # the column work done once
-    else:
-        rows = read_jsonl(chain([first], lines))
-    failed: list[int] = []  # line numbers; 0: the input broke off
-    preview: Counter[str] = Counter()
+                          default_pixel_id=args.pixel_id, topic=topic, forms=forms,
+                          ignore_unknown=args.ignore_unknown_columns)  # fmt: skip
+    opened = _rows(publisher, fmt, chain([first], lines))
+    if opened is None:
+        publisher.close()
+        return EXIT_USAGE
+    rows, to_event = opened
+    # a row without a pixel goes out as it is; the normalize stage needs a default for it
+    watch_pixel = not args.pixel_id and settings.normalizer.default_pixel_id is None
+    preview = _previewer(settings) if args.dry_run else None
     count = 0
     with Progress("publish", size, enabled=not args.no_progress) as progress:
+        report.echo = progress.echo
         try:
             for count, (line, row) in enumerate(rows, start=1):
                 try:
                     if isinstance(row, EncodeError):
                         raise row
                     record = publisher.record(to_event, row)
-                    if args.dry_run:
+                    if preview is not None:
                         publisher.encode(record)
-                        preview[_preview(record, settings)] += 1
+                        report.verdict(line, *preview(record))
                     else:
                         publisher.publish_record(record, tag=line)
+                        if watch_pixel and "pixel_id" not in record:
+                            report.no_pixel += 1
                 except EncodeError as exc:
-                    failed.append(line)
-                    progress.echo(f"line {line}: {exc}")
+                    report.refused(line, exc)
                 progress.update(source.bytes_read, count=count)
-        except EncodeError as exc:  # the input itself broke off
-            failed.append(0)
-            progress.echo(str(exc))
+        except BrokenInput as exc:  # the input itself broke off
+            report.refused(exc.line, exc)
         for miss in publisher.close():
-            failed.append(miss.tag)
-            progress.echo(f"line {miss.tag}: not delivered: {miss.error}")
-    _summary(args, publisher, count, failed, preview)
-    return EXIT_FAILURE if failed else EXIT_OK
+            report.undelivered(miss.tag, str(miss.error))
+    report.close()
+    _summary(args, publisher, count, report)
+    return EXIT_FAILURE if report.failed else EXIT_OK
+
+
+def _rows(
+    publisher: Publisher, fmt: str, lines: Iterator[str]
+) -> tuple[Iterator[tuple[int, Any]], Callable[[_Row], dict[str, Any]]] | None:
+    """The numbered rows of the input and the mapping of one; None (after saying why) when the
+    CSV header has columns no field takes and they are not to be ignored."""
+    from stream.core.csv_map import read_csv_cells, read_jsonl
+
+    mapper = publisher.mapper
+    if fmt != "csv":
+        return read_jsonl(lines), mapper.event
+    header, rows = read_csv_cells(lines)
+    unknown = mapper.unknown(header)
+    if unknown and not mapper.ignore_unknown:
+        print(f"capi-stream publish: unknown columns {', '.join(unknown)}: skip them with "
+              "--ignore-unknown-columns (the columns read: capi-stream publish --help)",
+              file=sys.stderr)  # fmt: skip
+        return None
+    if unknown:
+        _progress(f"ignoring columns {', '.join(unknown)} (--ignore-unknown-columns)")
+    return rows, mapper.for_header(header).event  # the column work done once
 
 
 def _progress(line: str) -> None:
     print(f"capi-stream publish: {line}", file=sys.stderr, flush=True)
 
 
-def _preview(record: dict[str, Any], settings: Settings) -> str:
-    """What the normalize stage would do with the record now: ``enriched`` or a reason code."""
+def _previewer(settings: Settings) -> Callable[[dict[str, Any]], tuple[str, tuple[str, ...]]]:
+    """What the normalize stage would do with a record now: ``enriched`` or a reason code, and
+    the warnings it would record."""
     import time
 
     from stream.core.normalize import Normalized, normalize_event
     from stream.normalizer import normalize_options
 
-    result = normalize_event(record, time.time(), normalize_options(settings))
-    return "enriched" if isinstance(result, Normalized) else result.reason
+    options = normalize_options(settings)
+
+    def preview(record: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+        result = normalize_event(record, time.time(), options)
+        if isinstance(result, Normalized):
+            return "enriched", result.warnings
+        return result.reason, ()
+
+    return preview
 
 
-def _summary(
-    args: argparse.Namespace,
-    publisher: Publisher,
-    rows: int,
-    failed: list[int],
-    preview: Counter[str],
-) -> None:
-    lines = sorted(n for n in failed if n)
-    shown = ", ".join(map(str, lines[:_SHOWN_LINES]))
-    more = f" and {len(lines) - _SHOWN_LINES} more" if len(lines) > _SHOWN_LINES else ""
-    where = f" (lines {shown}{more})" if lines else ""
+def _summary(args: argparse.Namespace, publisher: Publisher, rows: int, report: RunReport) -> None:
     if args.dry_run:
-        verdicts = ", ".join(f"{reason} {n}" for reason, n in preview.most_common())
-        print(f"dry run: {preview.total()} of {rows} rows valid, {len(failed)} failed{where}; "
-              f"the normalize stage would now give: {verdicts or 'nothing'}")  # fmt: skip
-        return
-    print(f"published {publisher.counts.delivered} of {rows} rows to {publisher.topic}; "
-          f"{len(failed)} failed{where}")  # fmt: skip
+        for line in report.dry_run_summary(rows):
+            print(line)
+    else:
+        print(f"published {publisher.counts.delivered} of {rows} rows to {publisher.topic}; "
+              f"{len(report.failed)} failed{report.where()}")  # fmt: skip
+        note = report.pixel_note()
+        if note is not None:
+            print(note)
+    if args.errors is not None:
+        rejects = "reject" if report.rejected == 1 else "rejects"
+        print(f"{report.rejected} {rejects} written to {args.errors}")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -391,12 +447,37 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SOURCE",
         help="action_source of rows without one (CSV default: physical_store)",
     )
-    p.add_argument("--pixel-id", metavar="PIXEL_ID", help="pixel_id of rows without one")
+    p.add_argument(
+        "--pixel-id", metavar="PIXEL_ID",
+        help="pixel_id of rows without one (else the normalize stage's "
+        "normalizer.default_pixel_id; without either such rows are dead-lettered)",
+    )  # fmt: skip
     p.add_argument("--topic", help="topic to publish to (default: the configured raw topic)")
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate every row and preview the normalize stage's verdict; publish nothing",
+        help="validate every row and print the normalize stage's verdict for each row it would "
+        "not send as it is (line 41: purchase_without_currency, line 121: warning "
+        "event_time_milliseconds); publish nothing, connect to nothing",
     )
+    p.add_argument(
+        "--errors", type=Path, metavar="FILE",
+        help="write every refused row (in a dry run also those the normalize stage would "
+        "dead-letter) to FILE as CSV line,field,reason; never a value",
+    )  # fmt: skip
+    p.add_argument(
+        "--ignore-unknown-columns", action="store_true",
+        help="skip columns no field takes (CRM exports carry columns such as Age), naming them "
+        "once; without it such a column stops the command",
+    )  # fmt: skip
+    p.add_argument(
+        "--decimal-comma", action="store_true",
+        help="amounts use a decimal comma: 12,50 and 1.000,50 (default: 12.50 and 1,000.50)",
+    )  # fmt: skip
+    p.add_argument(
+        "--date-order", choices=("mdy", "dmy"), default=None,
+        help="how dates such as 11/28/2026 14:30 read: month first (mdy) or day first (dmy); "
+        "without it such dates are refused (ISO 8601 and Unix seconds need none)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(handler=run)  # fmt: skip

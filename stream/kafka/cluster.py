@@ -120,18 +120,33 @@ def describe_topics(settings: Settings, names: list[str], timeout_s: float = 10.
     not describe answers ``TOPIC_AUTHORIZATION_FAILED`` instead of vanishing from a listing).
 
     :class:`KafkaError` when the cluster does not answer at all."""
-    admin = AdminClient(settings.admin_config())
-    states = []
+    admin = _describing_admin(settings)
     try:
         cluster = admin.list_topics(timeout=timeout_s)
-        for name in names:
-            meta = admin.list_topics(topic=name, timeout=timeout_s).topics.get(name)
-            if meta is None:
-                states.append(TopicState(name, error="UNKNOWN_TOPIC_OR_PART"))
-            elif meta.error is not None:
-                states.append(TopicState(name, error=meta.error.name()))
-            else:
-                states.append(TopicState(name, partitions=len(meta.partitions)))
+        states = [_topic_state(admin, name, timeout_s) for name in names]
     except KafkaException as exc:
         raise translate(exc, "describing topics") from exc
     return ClusterState(len(cluster.brokers), cluster.cluster_id, tuple(states))
+
+
+def describe_topic(settings: Settings, name: str, timeout_s: float = 10.0) -> TopicState:
+    """One topic as the cluster describes it (see :func:`describe_topics`); never creates it."""
+    try:
+        return _topic_state(_describing_admin(settings), name, timeout_s)
+    except KafkaException as exc:
+        raise translate(exc, f"describing topic {name}") from exc
+
+
+def _describing_admin(settings: Settings) -> AdminClient:
+    # asking about one topic by name must not create it on a broker that auto-creates topics
+    # (an admin client is a producer to librdkafka, whose default allows it)
+    return AdminClient({**settings.admin_config(), "allow.auto.create.topics": False})
+
+
+def _topic_state(admin: AdminClient, name: str, timeout_s: float) -> TopicState:
+    meta = admin.list_topics(topic=name, timeout=timeout_s).topics.get(name)
+    if meta is None:
+        return TopicState(name, error="UNKNOWN_TOPIC_OR_PART")
+    if meta.error is not None:
+        return TopicState(name, error=meta.error.name())
+    return TopicState(name, partitions=len(meta.partitions))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import io
 import json
@@ -175,3 +176,142 @@ def test_a_row_the_encoder_refuses_is_explained_by_field_and_the_rest_published(
     assert "published 2 of 3 rows" in out
     keys = {r.key for r in topic_records(settings, settings.topics.raw)}
     assert keys == {b"c-1", b"c-3"}
+
+
+def test_publish_to_a_topic_that_does_not_exist_is_one_line_exit_2(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The topic is checked before any input is read: one line naming the topic and
+    ``capi-stream topics create``, exit 2; asking did not create the topic."""
+    settings = _settings(kafka_bootstrap, unique)
+    stdin = io.BytesIO(b'{"event_name": "Lead"}\n')
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+    code = run_cli(monkeypatch, settings, "publish", "-")
+    out, err = capsys.readouterr()
+
+    assert code == 2
+    assert out == ""
+    assert err.strip().splitlines() == [
+        f"capi-stream: topic {settings.topics.raw} does not exist: create it with "
+        "`capi-stream topics create`"
+    ]
+    assert stdin.tell() == 0  # nothing was read
+    from stream.kafka.cluster import describe_topic
+
+    assert not describe_topic(settings, settings.topics.raw).exists
+
+    code = run_cli(monkeypatch, settings, "publish", "-", "--topic", unique("other"))
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "leave out --topic" in err
+    assert settings.topics.raw in err
+
+
+def test_a_crm_export_with_extra_columns_amounts_and_us_dates_is_published(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """--ignore-unknown-columns skips Age (named once), --date-order mdy reads 11/28/2026 2:30
+    PM, amounts keep their symbols and thousands commas; without the option the command stops
+    naming the column and the option."""
+    when = time.gmtime(time.time() - 3600)
+    us_date = time.strftime("%m/%d/%Y %I:%M %p", when)
+    export = tmp_path / "crm.csv"
+    export.write_text(
+        "Email,Age,event_id,event_name,event_time,value,currency\n"
+        f'a@x.com,41,crm-1,Purchase,{us_date},"$1,000.50",USD\n'
+        f"b@x.com,29,crm-2,Purchase,{us_date},$12.50,USD\n",
+        encoding="utf-8",
+    )
+    code = run_cli(monkeypatch, settings, "publish", str(export), "--no-progress")
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "unknown columns Age: skip them with --ignore-unknown-columns" in err
+
+    options = ("--ignore-unknown-columns", "--date-order", "mdy", "--pixel-id", "P1")
+    code = run_cli(monkeypatch, settings, "publish", str(export), "--no-progress", *options)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.splitlines() == [
+        "capi-stream publish: ignoring columns Age (--ignore-unknown-columns)"
+    ]
+    assert out.splitlines() == [f"published 2 of 2 rows to {settings.topics.raw}; 0 failed"]
+    codec = build_codecs(settings).raw
+    events = {
+        r.key: codec.decode(r.value or b"") for r in topic_records(settings, settings.topics.raw)
+    }
+    first = events[b"crm-1"]
+    assert first["custom_data"]["value"] == 1000.5
+    assert events[b"crm-2"]["custom_data"]["value"] == 12.5
+    assert first["event_time"] == calendar.timegm(when) // 60 * 60  # the minute it names
+    assert "41" not in json.dumps(first)
+
+
+def test_dry_run_prints_a_verdict_per_line_and_writes_the_reject_file(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Each row the normalize stage would not send as it is gets its line: the reason, a
+    warning, a missing pixel with the two ways to give one; --errors holds line, field and
+    reason for every rejected row and no value; nothing is published."""
+    now = int(time.time()) - 600
+    export = tmp_path / "rows.csv"
+    export.write_text(
+        "email,event_name,event_time,value,currency,pixel_id\n"
+        f"a@x.com,Purchase,{now},5,EUR,P1\n"
+        f"secret-b@x.com,Purchase,{now},5,,P1\n"
+        f"c@x.com,Purchase,{now * 1000},5,EUR,P1\n"
+        f"d@x.com,Purchase,{now},lots-secret,EUR,P1\n"
+        f"e@x.com,Lead,{now},,,\n",
+        encoding="utf-8",
+    )
+    rejects = tmp_path / "rejects.csv"
+    code = run_cli(monkeypatch, settings, "publish", str(export), "--dry-run", "--no-progress",
+                   "--errors", str(rejects))  # fmt: skip
+    out, err = capsys.readouterr()
+
+    assert code == 1  # line 5 is not valid
+    assert err.splitlines() == [
+        "line 3: purchase_without_currency",
+        "line 4: warning event_time_milliseconds",
+        "line 5: invalid values in: custom_data.value (expected an amount: 12.50, 1,000.50 or "
+        "$12.50 (12,50 with --decimal-comma))",
+        "line 6: missing_pixel_id (give --pixel-id or set normalizer.default_pixel_id)",
+    ]
+    assert out.splitlines()[0] == (
+        "dry run: 4 of 5 rows valid, 1 failed (line 5); the normalize stage would now give: "
+        "enriched 2, purchase_without_currency 1, missing_pixel_id 1"
+    )
+    assert f"3 rejects written to {rejects}" in out
+    assert rejects.read_text(encoding="utf-8").splitlines() == [
+        "line,field,reason",
+        "3,custom_data.currency,purchase_without_currency",
+        "5,custom_data.value,invalid_value",
+        "6,pixel_id,missing_pixel_id",
+    ]
+    assert "secret" not in out + err
+    assert OffsetsAdmin(settings).bounds(settings.topics.raw, [0]) == {0: (0, 0)}
+
+
+def test_rows_without_a_pixel_are_published_with_a_note(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """With no --pixel-id and no normalizer.default_pixel_id, rows without a pixel still go out
+    (the normalize stage may have its own default), and the summary says how to give one."""
+    export = tmp_path / "rows.csv"
+    export.write_text(f"email,event_name,event_time\na@x.com,Lead,{int(time.time())}\n")
+    code = run_cli(monkeypatch, settings, "publish", str(export), "--no-progress")
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert out.splitlines()[1].startswith("1 row has no pixel_id and no default is configured")
+    assert out.splitlines()[1].endswith("(give --pixel-id or set normalizer.default_pixel_id)")
