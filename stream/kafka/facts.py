@@ -7,6 +7,7 @@ CAPI.md §2.1) and whether it belongs to a pixel, without caring which topic it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
 from stream.core.codec import AvroCodec
@@ -32,18 +33,22 @@ class EventFacts:
 
 
 def event_facts(
-    value: bytes | None, codec: AvroCodec, *, enriched: bool, default_pixel: str | None = None
+    value: bytes | None,
+    codec: AvroCodec,
+    *,
+    enriched: Literal[False] = False,  # noqa: ARG001 - accepted from callers that still pass it
+    default_pixel: str | None = None,
 ) -> EventFacts | None:
-    """The facts of a raw (``enriched=False``) or enriched record value; None if unreadable."""
+    """The facts of a raw record value; None if unreadable. Enriched records are read by
+    :class:`~stream.kafka.prefix_facts.FactsReader` from the envelope's routing fields."""
     if value is None:
         return None
     try:
         record = codec.decode(value)
     except DecodeError:
         return None
-    event = record["event"] if enriched else record
-    seconds = event_time_seconds(event.get("event_time"))  # raw times may be milliseconds
-    source = event.get("action_source")
+    seconds = event_time_seconds(record.get("event_time"))  # raw times may be milliseconds
+    source = record.get("action_source")
     return EventFacts(
         record.get("pixel_id") or default_pixel,
         seconds[0] if isinstance(seconds, tuple) else None,
