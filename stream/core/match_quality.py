@@ -34,6 +34,19 @@ recommended web key scores 9.8; the cap only binds when platform ids come on top
 
 :func:`best_fix` names the missing key whose coverage would add the most to the score
 ("add ph: 38 % of Purchase events carry no phone").
+
+Counting per event, e.g. in a stage that exports ``match_key_events_total{pixel,event_name,key}``
+and ``events_by_name_total{pixel,event_name}`` (labels stay bounded: :data:`MATCH_KEYS` and
+:func:`event_label`)::
+
+    keys = keys_of(wire_event)                  # or keys_of_json(record["event_json"])
+    name = event_label(wire_event["event_name"])
+    sensor.count("events_by_name", pixel=pixel, event_name=name)
+    for key in keys:
+        sensor.count("match_key_events", pixel=pixel, event_name=name, key=key)
+
+The ratio of the two counters is :meth:`Coverage.ratio`; :func:`local_score` of those ratios is
+the score (a PromQL recording rule can compute it with :data:`WEIGHTS`).
 """
 
 from __future__ import annotations

@@ -88,8 +88,15 @@ def report(args: argparse.Namespace) -> int:
         with build_client(settings.deliverer.request_timeout_s) as http:
             client = _client(settings, http)
             for pixel in pixels:
+                if failures and failures[-1].kind == "throttled":
+                    # Meta's limit is the app's or the user's: the next call would be refused too
+                    failures.append(PollFailure(pixel, "throttled", "not asked: rate limited"))
+                    continue
                 result = client.fetch(pixel, now=time.time())
-                (meta if isinstance(result, DatasetQuality) else failures).append(result)  # type: ignore[arg-type]
+                if isinstance(result, DatasetQuality):
+                    meta.append(result)
+                else:
+                    failures.append(result)
     rows = rep.build_rows(local.coverage, meta)
     if args.json:
         info = {"topic": settings.topics.enriched, "window_hours": args.window_hours,

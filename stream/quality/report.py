@@ -142,6 +142,30 @@ def _row(pixel: str, name: str, cov: Coverage | None, meta: MetaRow | None) -> R
     )
 
 
+def pixel_lines(coverage: Mapping[tuple[str, str], Coverage]) -> list[str]:
+    """One line per pixel over all its events: the local score and the main keys' coverage.
+
+    >>> pixel_lines({("111", "Purchase"): Coverage(10, {"em": 10, "ph": 6})})
+    ['pixel 111: 10 events, local score 2.9 (estimate, not EMQ); em 100 %, ph 60 %, external_id 0 %, fbc 0 %, fbp 0 %, ip_ua 0 %']
+    """  # noqa: E501 - a doctest line
+    events: dict[str, int] = {}
+    carrying: dict[str, dict[str, int]] = {}
+    for (pixel, _), cov in coverage.items():
+        events[pixel] = events.get(pixel, 0) + cov.events
+        mine = carrying.setdefault(pixel, {})
+        for key, n in cov.carrying.items():
+            mine[key] = mine.get(key, 0) + n
+    lines = []
+    for pixel in sorted(events):
+        merged = Coverage(events[pixel], carrying[pixel])
+        keys = ", ".join(f"{k} {round(100 * merged.ratio(k))} %" for k in TABLE_KEYS)
+        lines.append(
+            f"pixel {pixel}: {merged.events} events, local score {merged.score()} "
+            f"(estimate, not EMQ); {keys}"
+        )
+    return lines
+
+
 def _pct(value: float | None) -> str:
     return _NONE if value is None else f"{value * 100:.0f}"
 

@@ -290,6 +290,7 @@ class SimApp:
         """``GET /{version}/dataset_quality``: an injected fault, a refusal, or the numbers."""
         query = dict(parse_qsl(request.query))
         pixel_id = query.get("dataset_id", "")
+        self.quality.asked(pixel_id)
         kind = plan.kind
         if kind == "reset":
             return RESET

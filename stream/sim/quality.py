@@ -140,13 +140,26 @@ class _Row:
 class QualityBook:
     """What the simulator received, per pixel and event name, for the quality endpoint.
 
-    Thread-safe: the server records, tests read. ``retired`` names fields to refuse.
+    Thread-safe: the server records, tests read. ``retired`` names fields to refuse;
+    :meth:`requests` counts the calls per dataset (faulted ones too), so a test can tell how
+    politely a client polled.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[str, dict[str, _Row]] = {}
+        self._requests: dict[str, int] = {}
         self.retired: frozenset[str] = frozenset()
+
+    def asked(self, pixel_id: str) -> None:
+        """Count one call for ``pixel_id``."""
+        with self._lock:
+            self._requests[pixel_id] = self._requests.get(pixel_id, 0) + 1
+
+    def requests(self) -> dict[str, int]:
+        """Calls per dataset id so far."""
+        with self._lock:
+            return dict(self._requests)
 
     def record(self, pixel_id: str, events: Iterable[Mapping[str, Any]], now: float) -> None:
         """Count the events of one accepted request (not test events: the caller skips them)."""
@@ -166,6 +179,7 @@ class QualityBook:
     def reset(self) -> None:
         with self._lock:
             self._rows.clear()
+            self._requests.clear()
 
     def answer(self, pixel_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON answer for ``pixel_id`` with only the ``web`` subfields asked for."""

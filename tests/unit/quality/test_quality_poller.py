@@ -127,6 +127,7 @@ def test_a_failed_poll_keeps_the_last_values_and_counts_the_error(
             ("meta_quality_poll_errors_total", (("kind", kind), ("pixel", PIXEL))): 1.0
         }
         assert delay >= THROTTLE_FLOOR_S
+        assert sim.app.quality.requests() == {PIXEL: 2, OTHER_PIXEL: 1}
     else:
         assert sum(errors.values()) == 2.0
         assert all(dict(labels)["kind"] == kind for _, labels in errors)

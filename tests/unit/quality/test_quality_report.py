@@ -11,7 +11,15 @@ import pytest
 from stream.core.errors import ConfigError
 from stream.core.match_quality import Coverage
 from stream.quality.model import DatasetQuality, MetaRow, PollFailure
-from stream.quality.report import COLUMNS, advice, build_rows, notes, table, to_json
+from stream.quality.report import (
+    COLUMNS,
+    advice,
+    build_rows,
+    notes,
+    pixel_lines,
+    table,
+    to_json,
+)
 
 PIXEL = "111"
 
@@ -136,3 +144,12 @@ def test_plot_without_matplotlib_says_what_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ConfigError, match=r"capi-stream\[plot\]"):
         plot._pyplot()
+
+
+def test_pixel_lines_sum_a_pixels_events() -> None:
+    """The demo's per-pixel line: all event names of a pixel together, score and main keys."""
+    lines = pixel_lines(_local())
+    assert lines == [
+        "pixel 111: 110 events, local score 6.3 (estimate, not EMQ); em 100 %, ph 56 %, "
+        "external_id 91 %, fbc 91 %, fbp 91 %, ip_ua 91 %"
+    ]
