@@ -193,3 +193,18 @@ def test_an_empty_coverage_has_zero_ratios() -> None:
     """No events: every ratio is 0, not a division error."""
     assert Coverage(0, {}).ratio("em") == 0.0
     assert Coverage(0, {}).score() == 0.0
+
+
+def test_numbers_count_and_odd_values_do_not() -> None:
+    """An id sent as a number (fb_login_id: 42) is carried; true, objects and 0 are not."""
+    event = wire(fb_login_id=42, lead_id=0, madid=True, anon_id={"x": 1}, em=["", HASH])
+    assert keys_of(event) == {"fb_login_id", "em"}
+
+
+def test_an_avro_shaped_user_data_counts_the_same() -> None:
+    """Empty lists and None, as a decoded Avro record holds them, are not carried."""
+    from tests.factories import empty_user_data
+
+    user_data = empty_user_data()
+    user_data.update(em=[HASH], fbp="fb.1.1.1")
+    assert keys_of({"user_data": user_data}) == {"em", "fbp"}
