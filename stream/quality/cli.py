@@ -44,13 +44,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
 
 
-def _client(settings: Settings, http: Any) -> DatasetQualityClient:
+def _client(settings: Settings, http: Any, *, all_agents: bool) -> DatasetQualityClient:
     from stream.quality.client import DatasetQualityClient, agent_name
 
     d = settings.deliverer
+    agent = None if all_agents else agent_name(d.partner_agent)
     return DatasetQualityClient(
         http, base_url=d.graph_url, version=d.api_version, token_for=settings.token_for,
-        app_secret=settings.secret, agent=agent_name(d.partner_agent),
+        app_secret=settings.secret, agent=agent,
     )  # fmt: skip
 
 
@@ -86,7 +87,7 @@ def report(args: argparse.Namespace) -> int:
     failures: list[PollFailure] = []
     if not args.no_meta:
         with build_client(settings.deliverer.request_timeout_s) as http:
-            client = _client(settings, http)
+            client = _client(settings, http, all_agents=args.all_agents)
             for pixel in pixels:
                 if failures and failures[-1].kind == "throttled":
                     # Meta's limit is the app's or the user's: the next call would be refused too
@@ -144,7 +145,7 @@ def serve(args: argparse.Namespace) -> int:
     metrics = QualityMetrics()
     stop = threading.Event()
     with build_client(settings.deliverer.request_timeout_s) as http:
-        client = _client(settings, http)
+        client = _client(settings, http, all_agents=args.all_agents)
         poller = Poller(lambda p: client.fetch(p, now=time.time()), pixels, metrics,
                         interval_s=args.interval)  # fmt: skip
         sensor = PrometheusSensor(registry=metrics.registry)
@@ -161,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pixel_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--all-agents",
+        action="store_true",
+        help="Meta's numbers over every event of the dataset, not only those capi-stream sent "
+        "(by default agent_name is the deliverer's partner_agent)",
+    )
     p.add_argument(
         "--pixel-id",
         action="append",

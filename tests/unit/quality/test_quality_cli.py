@@ -50,8 +50,9 @@ def test_parser_routes_actions() -> None:
     assert (served.serve, served.metrics_port, served.pixel_id) == (True, 9470, ["1"])
     report = _parse("report", "--json", "--plot", "q.png", "--window-hours", "2")
     assert (report.handler, report.json, report.window_hours) == (quality_cli.report, True, 2.0)
-    serve = _parse("serve", "--interval", "60")
-    assert (serve.handler, serve.interval) == (quality_cli.serve, 60.0)
+    serve = _parse("serve", "--interval", "60", "--all-agents")
+    assert (serve.handler, serve.interval, serve.all_agents) == (quality_cli.serve, 60.0, True)
+    assert report.all_agents is False
 
 
 def test_report_of_metas_numbers_without_kafka(
