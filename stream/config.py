@@ -13,7 +13,10 @@ property of confluent-kafka's Schema Registry client passes through in ``schema_
 ``CAPI_STREAM_*`` variable that names no setting, a variable that is not the JSON it must be,
 a librdkafka property librdkafka rejects, and a registry property the registry client rejects.
 Building :class:`Settings` reads and checks the credentials files (:mod:`stream.credentials`).
-Each of these is one :class:`ConfigError` line.
+Each of these is one :class:`ConfigError` line, naming each problem where it was written
+(``capi.toml: [deliverer] linger``, ``CAPI_STREAM_DELIVERER__LINGER``; :mod:`stream.config_errors`).
+The command line's ``--bootstrap`` and ``--log-level`` win over every source
+(:mod:`stream.command_line`).
 """
 
 from __future__ import annotations
