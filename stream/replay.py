@@ -23,6 +23,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from stream.core.capi import DEDUP_WINDOW_SECONDS
@@ -31,27 +32,43 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from stream.config import Settings
-    from stream.core.records import Record
     from stream.kafka.facts import EventFacts
     from stream.kafka.offsets_admin import OffsetsAdmin
     from stream.kafka.prefix_facts import FactsReader
-    from stream.kafka.range_copy import Tally
+    from stream.kafka.range_copy import Copier, Output, Tally
     from stream.progress import Progress
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 Ranges = dict[int, tuple[int, int]]
 _AGO = re.compile(r"(\d+)([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+#: What ``--from``, ``--to``, ``--since`` and ``--until`` accept, for the error message.
+MOMENT_FORMS = (
+    "ISO 8601 (2026-11-28T14:30:00, no offset = UTC; 2026-11-28T14:30:00+01:00), "
+    "Unix seconds (1764340200), or a time ago (90m, 36h, 2d)"
+)
+_COPIED = frozenset({"copied", "copied_unreadable"})
 
 
-def parse_moment(text: str, now: float) -> int:
-    """Unix milliseconds of ``--from``/``--to``: ISO 8601, Unix seconds, or ``36h`` (ago)."""
+def parse_moment(text: str, now: float, option: str = "--from") -> int:
+    """Unix milliseconds of ``--from``/``--to``: ISO 8601, Unix seconds, or ``36h`` (ago).
+
+    Raises :class:`ValueError` naming ``option`` and the accepted forms.
+    """
     from stream.core.csv_map import parse_time
 
     ago = _AGO.fullmatch(text.strip())
     if ago is not None:
         return int((now - int(ago.group(1)) * _UNIT_S[ago.group(2)]) * 1000)
-    return parse_time(text) * 1000
+    try:
+        return parse_time(text) * 1000
+    except ValueError:
+        raise ValueError(f"{option} {text!r} is not a time; give {MOMENT_FORMS}") from None
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 record``, ``2 records``, ``1 dead letter``; ``many`` for irregular plurals."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +99,11 @@ def stage_of(settings: Settings, name: str) -> Stage:
 def _reading(
     settings: Settings, stage: Stage, ranges: Ranges, label: str, *, show_progress: bool
 ) -> Iterator[tuple[FactsReader, Progress]]:
-    """The stage input's facts reader and a progress line over the ranges' records."""
+    """The stage input's facts reader and a progress line over the ranges.
+
+    The bar moves by offsets passed (what the range's size is known in) and counts records: a
+    transactional topic's commit markers take offsets but are no records.
+    """
     from stream import schemas
     from stream.kafka.prefix_facts import FactsReader
     from stream.kafka.serde import build_codecs
@@ -90,7 +111,7 @@ def _reading(
 
     codecs = build_codecs(settings)
     codec = codecs.enriched if stage.enriched else codecs.raw
-    schema = None if stage.enriched else schemas.load("conversion_event")
+    schema = schemas.load("capi_event" if stage.enriched else "conversion_event")
     reader = FactsReader(codec, schema, enriched=stage.enriched, default_pixel=stage.default_pixel)
     total = sum(end - start for start, end in ranges.values())
     try:
@@ -101,39 +122,50 @@ def _reading(
 
 
 def copy_range(
-    settings: Settings, stage: Stage, ranges: Ranges, *,
-    pixel: str | None = None, dry_run: bool = False, show_progress: bool = False, now: float,
+    copier: Copier, settings: Settings, stage: Stage, ranges: Ranges, *,
+    pixel: str | None = None, show_progress: bool = False, now: float,
 ) -> Tally:  # fmt: skip
-    """One-off mode: copy the range's sendable records (of ``pixel``) back onto the topic."""
-    from stream.kafka.range_copy import Tally, copy_ranges
+    """One-off mode: copy the range's sendable records (of ``pixel``) back onto the topic
+    (with a dry-run copier: count only)."""
+    from stream.kafka.range_copy import RawHeaders, Tally, replay_copy
 
     tally = Tally()
-    old_ms = (now - DEDUP_WINDOW_SECONDS) * 1000
+    margin = stage.margin_s
     with _reading(settings, stage, ranges, "replay", show_progress=show_progress) as (facts, bar):
+        expired = facts.expired
 
-        def choose(record: Record) -> tuple[str, bool]:
-            bar.advance()
-            # the pixel comes last in the record: it is read only when a filter needs it
-            found = facts.facts(record.value, need_pixel=pixel is not None)
-            outcome = _outcome(record, found, stage, pixel, now)
-            copy = outcome.startswith("copied")
-            if copy and (record.timestamp_ms or 0) < old_ms:
-                tally.old_copies += 1
-            return outcome, copy
+        def decide(
+            value: bytes | None, key: bytes | None, headers: RawHeaders, where: str
+        ) -> tuple[str, Output | None]:
+            if pixel is None:
+                # the time alone decides most records: no event is decoded (prefix_facts)
+                verdict = expired(value, now, margin)
+                outcome = (
+                    _unreadable(value, pixel) if verdict is None
+                    else "expired_skipped" if verdict
+                    else "copied"
+                )  # fmt: skip
+            else:
+                outcome = _outcome(value, facts.facts(value, need_pixel=True), stage, pixel, now)
+            if outcome in _COPIED:
+                return outcome, replay_copy(value, key, headers, where)
+            return outcome, None
 
-        copy_ranges(
-            settings, stage.topic, ranges, stage.topic, choose, tally=tally, dry_run=dry_run
-        )
+        copier.copy(stage.topic, ranges, stage.topic, decide, tally=tally,
+                    on_batch=lambda done, n: bar.update(done, count=n))  # fmt: skip
     return tally
 
 
+def _unreadable(value: bytes | None, pixel: str | None) -> str:
+    # the stage dead-letters it again with its reason; with a pixel filter it cannot match
+    return "unreadable_skipped" if pixel is not None or value is None else "copied_unreadable"
+
+
 def _outcome(
-    record: Record, facts: EventFacts | None, stage: Stage, pixel: str | None, now: float
+    value: bytes | None, facts: EventFacts | None, stage: Stage, pixel: str | None, now: float
 ) -> str:
     if facts is None:
-        # the stage dead-letters it again with its reason; with a pixel filter it cannot match
-        unusable = pixel is not None or record.value is None
-        return "unreadable_skipped" if unusable else "copied_unreadable"
+        return _unreadable(value, pixel)
     if pixel is not None and facts.pixel_id != pixel:
         return "other_pixel"
     if facts.expired(now, stage.margin_s):
@@ -145,7 +177,8 @@ def scan_rewind(
     settings: Settings, stage: Stage, ranges: Ranges, *, show_progress: bool = False, now: float
 ) -> tuple[Tally, dict[int, int]]:
     """Group mode: count a range's expired events, and per partition the offset after those
-    leading the range (rewinding to them would only dead-letter them again)."""
+    leading the range (rewinding to them would only dead-letter them again). The tally's
+    ``oldest_ms`` is the write time of the oldest record to re-read."""
     from stream.kafka.range_copy import Tally
     from stream.kafka.range_reader import read_ranges
 
@@ -153,15 +186,17 @@ def scan_rewind(
     starts = {p: start for p, (start, _) in ranges.items()}
     leading = set(ranges)
     with _reading(settings, stage, ranges, "scan", show_progress=show_progress) as (reader, bar):
-        for record in read_ranges(settings, stage.topic, ranges):
-            bar.advance()
-            facts = reader.facts(record.value)
-            expired = facts is not None and facts.expired(now, stage.margin_s)
+        on_batch = lambda done, n: bar.update(done, count=n)  # noqa: E731
+        for record in read_ranges(settings, stage.topic, ranges, on_batch=on_batch):
+            expired = reader.expired(record.value, now, stage.margin_s) is True
             tally.counts[record.partition, "expired" if expired else "to_reread"] += 1
             if record.partition in leading and expired:
                 starts[record.partition] = record.offset + 1
-            else:
-                leading.discard(record.partition)
+                continue
+            leading.discard(record.partition)
+            ts = record.timestamp_ms
+            if ts is not None and ts >= 0 and (tally.oldest_ms is None or ts < tally.oldest_ms):
+                tally.oldest_ms = ts
     return tally, starts
 
 
@@ -230,13 +265,14 @@ def run(args: argparse.Namespace) -> int:
     from stream.config import load_settings
     from stream.kafka.cluster import wait_for_cluster
     from stream.kafka.offsets_admin import OffsetsAdmin, parse_offsets
+    from stream.kafka.range_copy import Copier
 
     now = time.time()
     problem = _usage_problem(args)
     try:
         offsets = parse_offsets(args.offsets) if args.offsets is not None else None
-        from_ms = parse_moment(args.from_, now) if args.from_ is not None else None
-        to_ms = parse_moment(args.to, now) if args.to is not None else None
+        from_ms = parse_moment(args.from_, now, "--from") if args.from_ is not None else None
+        to_ms = parse_moment(args.to, now, "--to") if args.to is not None else None
     except ValueError as exc:
         problem = problem or str(exc)
     if problem is not None:
@@ -249,28 +285,65 @@ def run(args: argparse.Namespace) -> int:
         lambda line: print(f"capi-stream replay: {line}", file=sys.stderr, flush=True),
     )
     stage = stage_of(settings, args.stage)
-    admin = OffsetsAdmin(settings)
-    ranges = admin.ranges(
-        stage.topic, partition=args.partition, offsets=offsets, from_ms=from_ms, to_ms=to_ms
-    )
-    if from_ms is not None and from_ms < (now - DEDUP_WINDOW_SECONDS) * 1000:
-        _warn("the range starts more than 48 hours ago: Meta's dedup window no longer drops "
-              "events it already has, so replayed events may be counted twice")  # fmt: skip
+
+    def lookup(admin: OffsetsAdmin) -> Ranges:
+        return admin.ranges(
+            stage.topic, partition=args.partition, offsets=offsets, from_ms=from_ms, to_ms=to_ms
+        )
+
     if args.mode == "group":
-        return _rewind(args, settings, stage, admin, ranges, now=now)
-    tally = copy_range(settings, stage, ranges, pixel=args.pixel, dry_run=args.dry_run,
-                       show_progress=not args.no_progress, now=now)  # fmt: skip
+        admin = OffsetsAdmin(settings)
+        return _rewind(args, settings, stage, admin, lookup(admin), now=now)
+    # the copier's clients connect while the ranges are looked up
+    with Copier(settings, dry_run=args.dry_run) as copier:
+        ranges = lookup(OffsetsAdmin(settings))
+        tally = copy_range(copier, settings, stage, ranges, pixel=args.pixel,
+                           show_progress=not args.no_progress, now=now)  # fmt: skip
+    labels = _DRY_LABELS if args.dry_run else _LABELS
     for p, (start, end) in sorted(ranges.items()):
-        print(f"{stage.topic}[{p}] offsets {start}..{end - 1}: {tally.of(p)}")
-    print(f"{'would copy' if args.dry_run else 'copied'} "
-          f"{tally.total('copied', 'copied_unreadable')} records onto {stage.topic}; skipped "
-          f"{tally.total('expired_skipped')} past Meta's age limit, "
-          f"{tally.total('other_pixel')} of other pixels, "
-          f"{tally.total('unreadable_skipped')} unreadable")  # fmt: skip
-    if tally.old_copies:
-        _warn(f"{tally.old_copies} copied records were written more than 48 hours ago: "
-              "Meta's dedup window no longer protects against duplicates")  # fmt: skip
+        print(f"{stage.topic}[{p}] offsets {start}..{end - 1}: {_counts(tally, p, labels)}")
+    copied = tally.total(*_COPIED)
+    skipped = (f"{tally.total('expired_skipped'):,} past Meta's age limit, "
+               f"{tally.total('other_pixel'):,} of other pixels, "
+               f"{tally.total('unreadable_skipped'):,} unreadable")  # fmt: skip
+    if args.dry_run:
+        print(f"would copy {plural(copied, 'record')} onto {stage.topic}; would skip {skipped}")
+    else:
+        print(f"copied {plural(copied, 'record')} onto {stage.topic}; skipped {skipped}")
+    _warn_dedup(tally.oldest_ms, now, "would be copied" if args.dry_run else "copied")
     return EXIT_OK
+
+
+_LABELS = {"copied": "copied", "copied_unreadable": "copied unreadable",
+           "expired_skipped": "skipped past Meta's age limit",
+           "other_pixel": "of other pixels", "unreadable_skipped": "skipped unreadable",
+           "expired": "past Meta's age limit", "to_reread": "to re-read"}  # fmt: skip
+_DRY_LABELS = {**_LABELS, "copied": "would be copied",
+               "copied_unreadable": "would be copied unreadable"}  # fmt: skip
+
+
+def _counts(tally: Tally, partition: int, labels: dict[str, str]) -> str:
+    """One partition's counts: ``3 copied, 1 skipped past Meta's age limit``."""
+    items = sorted((o, n) for (p, o), n in tally.counts.items() if p == partition)
+    return ", ".join(f"{n:,} {labels.get(o, o.replace('_', ' '))}" for o, n in items) or (
+        "no records"
+    )
+
+
+def _warn_dedup(oldest_ms: int | None, now: float, verb: str) -> None:
+    """Warn when the oldest selected record is older than Meta's dedup window."""
+    if oldest_ms is None or oldest_ms >= (now - DEDUP_WINDOW_SECONDS) * 1000:
+        return
+    age_s = now - oldest_ms / 1000
+    age = (
+        plural(int(age_s // 86_400), "day")
+        if age_s >= 2 * 86_400
+        else plural(int(age_s // 3_600), "hour")
+    )
+    when = datetime.fromtimestamp(oldest_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    _warn(f"the oldest record that {verb} was written {age} ago ({when}): Meta drops a repeat "
+          "of an event only within 48 hours of the first, so events it already has may be "
+          "counted twice")  # fmt: skip
 
 
 def _rewind(
@@ -279,7 +352,8 @@ def _rewind(
 ) -> int:  # fmt: skip
     group = admin.group(stage.group_id)
     if group.members:
-        why = (f"consumer group {group.group_id} has {len(group.members)} active members "
+        why = (f"consumer group {group.group_id} has "
+               f"{plural(len(group.members), 'active member')} "
                f"({', '.join(group.members)}); stop the {stage.name} stage before moving its "
                "offsets, or use --mode oneoff")  # fmt: skip
         if not args.dry_run:
@@ -299,14 +373,17 @@ def _rewind(
             print(f"{stage.topic}[{p}]: {where} (the range does not start before the group)")
             continue
         skipped = starts[p] - rewind[p][0]
-        lead = f"; the first {skipped} expired, skipped" if skipped else ""
-        print(f"{stage.topic}[{p}]: {committed[p]} -> {starts[p]} ({tally.of(p)}{lead})")
+        lead = f"; the first {skipped:,} expired, skipped" if skipped else ""
+        counts = _counts(tally, p, _LABELS)
+        print(f"{stage.topic}[{p}]: {committed[p]} -> {starts[p]} ({counts}{lead})")
     moves = {p: starts[p] for p in rewind if starts[p] < committed[p]}
     if not args.dry_run:
         admin.move_group(stage.group_id, stage.topic, moves)
-    print(f"{'would move' if args.dry_run else 'moved'} group {stage.group_id} on {len(moves)} "
-          f"partitions: {sum(committed[p] - s for p, s in moves.items())} records to re-read, "
-          f"{tally.total('expired')} of the range past Meta's age limit")  # fmt: skip
+    reread = sum(committed[p] - s for p, s in moves.items())
+    print(f"{'would move' if args.dry_run else 'moved'} group {stage.group_id} on "
+          f"{plural(len(moves), 'partition')}: {plural(reread, 'offset')} to re-read, "
+          f"{tally.total('expired'):,} of the range past Meta's age limit")  # fmt: skip
+    _warn_dedup(tally.oldest_ms, now, "would be re-read" if args.dry_run else "is re-read")
     return EXIT_OK
 
 

@@ -1,12 +1,12 @@
-"""An event's age facts from the first bytes of its raw record, for tools that copy many records.
+"""An event's age facts from the first bytes of its record, for tools that copy many records.
 
 ``replay`` and ``dlq republish`` decide per record whether Meta would still take the event; that
-needs its time and source, which lead the raw record (:mod:`stream.core.avro_prefix`). Reading
-them costs a few varints where a full decode costs most of a copy's time. Whatever the prefix
-cannot answer goes the full way (:func:`~stream.kafka.facts.event_facts`): the pixel (it comes
-last) and a record of another writer schema than ours (by its registry id). Enriched records
-are decoded: the enriched codec answers version 2's shape (the envelope, whose routing fields
-are the facts) for both versions, so no layout is assumed here.
+needs its time and source, which lead the raw record and follow the marker and the ids in
+version 2 of the enriched record (:mod:`stream.core.avro_prefix`). Reading them costs a few
+varints where a full decode costs most of a copy's time. Whatever the prefix cannot answer goes
+the full way (:func:`~stream.kafka.facts.event_facts`, or the enriched codec): the pixel of a raw
+record (it comes last), a record of another writer schema than ours (by its registry id), and an
+enriched record of version 1 (its body does not start with version 2's marker byte).
 """
 
 from __future__ import annotations
@@ -14,22 +14,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stream.core.avro_prefix import prefix_reader
+from stream.core.avro_prefix import PrefixReader, prefix_reader
+from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
 from stream.core.codec import MAGIC_BYTE, AvroCodec
+from stream.core.envelope import MARKER
 from stream.core.errors import DecodeError
-from stream.core.validate import event_time_seconds
+from stream.core.validate import MILLISECONDS_ABOVE, event_time_seconds
 from stream.kafka.facts import EventFacts, event_facts
 
 _HEADER_SIZE = 5  # the Confluent wire format's magic byte and 4-byte schema id
 _MAGIC = bytes((MAGIC_BYTE,))
-_PATHS = ("event_time", "action_source")
+_RAW_PATHS = ("event_time", "action_source")
+_ENRICHED_PATHS = ("envelope", "pixel_id", "event_time", "action_source")
 
 
 class FactsReader:
     """:func:`event_facts` of one topic's records, from their prefix when that suffices.
 
-    ``schema`` is the raw schema our producers write the topic with (None: always decode in
-    full); with ``enriched`` it is not used.
+    ``schema`` is the schema our producers write the topic with (the raw one, or version 2 of
+    the enriched one with ``enriched``); None: always decode in full.
     """
 
     def __init__(
@@ -43,33 +46,72 @@ class FactsReader:
         self._codec = codec
         self._enriched = enriched
         self._default_pixel = default_pixel
-        self._reader = None if schema is None else prefix_reader(schema, _PATHS)
+        self._reader: PrefixReader | None = None
+        self._time: PrefixReader | None = None
+        if schema is not None:
+            self._reader = prefix_reader(schema, _ENRICHED_PATHS if enriched else _RAW_PATHS)
+            # the time alone decides most records (see expired): one field fewer to read
+            self._time = self._reader if enriched else prefix_reader(schema, ("event_time",))
         # the id our own writer schema has in the registry: a record with another needs decoding
         self._id = None if codec.schema_id is None else codec.schema_id.to_bytes(4, "big")
+        self._confluent = codec.wire_format == "confluent"
 
     def facts(self, value: bytes | None, *, need_pixel: bool = False) -> EventFacts | None:
-        """The record's facts, None if unreadable; ``pixel_id`` is only read with ``need_pixel``
-        (without it, it is the default pixel: the prefix does not reach it)."""
+        """The record's facts, None if unreadable; for a raw record ``pixel_id`` is only read
+        with ``need_pixel`` (without it, it is the default pixel: the prefix does not reach it)."""
         if value is None:
             return None
-        if self._enriched:
-            return self._enriched_facts(value)
-        offset = 0
-        if self._codec.wire_format == "confluent":
-            ours = value[:1] == _MAGIC and value[1:_HEADER_SIZE] == self._id
-            if not ours:
-                need_pixel = True  # another writer's layout: only a full decode knows it
-            offset = _HEADER_SIZE
-        if need_pixel or self._reader is None:
-            return event_facts(value, self._codec, enriched=False,
-                               default_pixel=self._default_pixel)  # fmt: skip
+        offset = self._offset(value)
+        if offset is None or self._reader is None or (need_pixel and not self._enriched):
+            return self._decoded(value)
         try:
-            found = self._reader.read(value, offset)
+            found = self._reader.values(value, offset)
         except ValueError:  # also a string that is not UTF-8
             return None
-        return _facts(self._default_pixel, found["event_time"], found["action_source"])
+        if self._enriched:
+            marker, pixel, event_time, source = found
+            if marker != MARKER:
+                return self._decoded(value)  # version 1: its own layout
+            return _facts(pixel or self._default_pixel, event_time, source)
+        return _facts(self._default_pixel, found[0], found[1])
 
-    def _enriched_facts(self, value: bytes) -> EventFacts | None:
+    def expired(self, value: bytes | None, now: float, margin_s: float) -> bool | None:
+        """``facts(value).expired(now, margin_s)``, None if unreadable, mostly from the time
+        alone: younger than 7 days (less the margin) is never expired, older than 62 always;
+        only in between does the source decide."""
+        if value is None:
+            return None
+        offset = 0 if not self._confluent else self._offset(value)
+        if offset is None or self._time is None:
+            return _expired(self._decoded(value), now, margin_s)
+        try:
+            found = self._time.values(value, offset)
+        except ValueError:
+            return None
+        if self._enriched and found[0] != MARKER:
+            return _expired(self._decoded(value), now, margin_s)
+        seconds = found[-2] if self._enriched else found[0]
+        if seconds > MILLISECONDS_ABOVE:  # raw times may be milliseconds
+            seconds //= 1000
+        age = now - seconds
+        if age <= MAX_AGE_SECONDS - margin_s:
+            return False
+        if age > MAX_AGE_PHYSICAL_STORE_SECONDS - margin_s:
+            return True
+        return _expired(self.facts(value), now, margin_s)
+
+    def _offset(self, value: bytes) -> int | None:
+        """Where the Avro body starts, None when the record is not of our writer schema."""
+        if not self._confluent:
+            return 0
+        if value[:1] == _MAGIC and value[1:_HEADER_SIZE] == self._id:
+            return _HEADER_SIZE
+        return None  # another writer's layout: only a full decode knows it
+
+    def _decoded(self, value: bytes) -> EventFacts | None:
+        if not self._enriched:
+            return event_facts(value, self._codec, enriched=False,
+                               default_pixel=self._default_pixel)  # fmt: skip
         try:
             record = self._codec.decode(value)
         except DecodeError:
@@ -77,6 +119,10 @@ class FactsReader:
         # the enriched codec answers version 2's shape for both versions: routing fields on top
         pixel = record.get("pixel_id") or self._default_pixel
         return _facts(pixel, record.get("event_time"), record.get("action_source"))
+
+
+def _expired(facts: EventFacts | None, now: float, margin_s: float) -> bool | None:
+    return None if facts is None else facts.expired(now, margin_s)
 
 
 def _facts(pixel_id: str | None, event_time: object, source: object) -> EventFacts:

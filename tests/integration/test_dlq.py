@@ -13,7 +13,7 @@ import pytest
 from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
-from stream.core.dead_letter import dead_letter, dead_letter_headers
+from stream.core.dead_letter import MetaErrorFields, dead_letter, dead_letter_headers
 from stream.core.records import Record
 from tests.factories import raw_event
 from tests.integration.helpers import (
@@ -55,8 +55,10 @@ def settings(
         add("normalize", "purchase_without_currency", s.topics.raw, f"n-{i}".encode(),
             raw.encode(event), pixel_id="P1", event_id=f"n-{i}")  # fmt: skip
     add("normalize", "decode_corrupt", s.topics.raw, b"c-1", b"\x00\x01")
-    add("deliver", "invalid_parameter", s.topics.enriched, b"d-1",
-        enriched_value("d-1", "P2", now, user_data=user_data))  # fmt: skip
+    meta = MetaErrorFields(code=100, message="Invalid parameter")
+    add("deliver", "rejected_by_meta", s.topics.enriched, b"d-1",
+        enriched_value("d-1", "P2", now, user_data=user_data), event_id="d-1",
+        event_name="Purchase", meta_error=meta)  # fmt: skip
     add("deliver", "expired", s.topics.enriched, b"d-2",
         enriched_value("d-2", "P2", now - 8 * 86_400))  # fmt: skip
     codec = AvroCodec(schemas.load("dead_letter"))
@@ -82,7 +84,7 @@ def test_summary_counts_by_stage_reason_and_pixel(
     assert groups == {
         ("normalize", "purchase_without_currency", "P1"): 2,
         ("normalize", "decode_corrupt", "-"): 1,
-        ("deliver", "invalid_parameter", "P2"): 1,
+        ("deliver", "rejected_by_meta", "P2"): 1,
         ("deliver", "expired", "P2"): 1,
     }
 
@@ -91,7 +93,7 @@ def test_show_prints_hashes_only(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Raw originals show as length and SHA-256; enriched ones show hashed user data only."""
-    code = run_cli(monkeypatch, settings, "dlq", "show", "--no-progress")
+    code = run_cli(monkeypatch, settings, "dlq", "show", "--json", "--no-progress")
     out = capsys.readouterr().out
     shown = [json.loads(line) for line in out.splitlines()]
     assert code == 0
@@ -101,7 +103,7 @@ def test_show_prints_hashes_only(
     by_reason = {s["reason"]: s for s in shown}
     original = by_reason["purchase_without_currency"]["original_value"]
     assert set(original) == {"bytes", "sha256"}
-    user_data = by_reason["invalid_parameter"]["original_value"]["event"]["user_data"]
+    user_data = by_reason["rejected_by_meta"]["original_value"]["event"]["user_data"]
     assert all(HEX64.fullmatch(v) for v in user_data["em"])
     assert user_data["client_ip_address"] == "<redacted>"
     assert by_reason["purchase_without_currency"]["headers"] == {"trace": "<3 bytes>"}
@@ -112,7 +114,7 @@ def test_show_unsafe_raw_reveals_the_original_event(
 ) -> None:
     """--unsafe-show-raw decodes a normalize-stage original, customer data included."""
     code = run_cli(monkeypatch, settings, "dlq", "show", "--reason", "purchase_without_currency",
-                "--limit", "1", "--unsafe-show-raw", "--no-progress")  # fmt: skip
+                "--limit", "1", "--json", "--unsafe-show-raw", "--no-progress")  # fmt: skip
     [line] = capsys.readouterr().out.splitlines()
     assert code == 0
     assert json.loads(line)["original_value"]["user_data"]["em"] == [EMAIL]
@@ -123,7 +125,7 @@ def test_republish_to_raw_keeps_bytes_and_adds_provenance(
 ) -> None:
     """Chosen normalize-stage letters go back to raw byte for byte, with capi.dlq headers."""
     code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw",
-                "--reason", "purchase_without_currency", "--no-progress")  # fmt: skip
+                "--reason", "purchase_without_currency", "--force", "--no-progress")  # fmt: skip
     assert code == 0
     assert "republished 2 dead letters" in capsys.readouterr().out
     letters = {r.key: r for r in topic_records(settings, settings.topics.dlq)}
@@ -145,9 +147,9 @@ def test_republish_skips_expired_events(
 ) -> None:
     """An enriched event past Meta's age limit is counted and not republished."""
     code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "enriched", "--reason",
-                "expired", "--reason", "invalid_parameter", "--no-progress")  # fmt: skip
+                "expired", "--reason", "rejected_by_meta", "--force", "--no-progress")  # fmt: skip
     assert code == 0
-    assert "republished 1 dead letters" in capsys.readouterr().out
+    assert "republished 1 dead letter to" in capsys.readouterr().out
     [record] = topic_records(settings, settings.topics.enriched)
     assert record.key == b"d-1"
 
@@ -159,3 +161,114 @@ def test_republish_needs_a_reason(
     code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw", "--dry-run")
     assert code == 2
     assert "--reason" in capsys.readouterr().err
+
+
+def test_republishing_a_data_error_needs_force(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reason in the event's own data would fail again: exit 2, nothing published."""
+    code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw",
+                   "--reason", "purchase_without_currency", "--no-progress")  # fmt: skip
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert line.startswith("capi-stream dlq republish: purchase_without_currency is an error in "
+                           "the events' own data")  # fmt: skip
+    assert "--force" in line
+    assert topic_records(settings, settings.topics.raw) == []
+
+
+def test_an_unknown_reason_lists_the_known_ones(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in --reason exits 2 and names every reason the stages write."""
+    code = run_cli(monkeypatch, settings, "dlq", "summary", "--reason", "purchase_no_currency")
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert line.startswith("capi-stream dlq summary: unknown reason purchase_no_currency; the "
+                           "reasons are: ")  # fmt: skip
+    for known in ("purchase_without_currency", "rejected_by_meta", "decode_corrupt", "expired"):
+        assert known in line
+
+
+def test_summary_counts_distinct_events_beside_letters(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Republished letters that fail again are more letters of the same events."""
+    run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw", "--reason",
+            "purchase_without_currency", "--force", "--no-progress")  # fmt: skip
+    _dead_letter_again(settings)
+    capsys.readouterr()
+
+    code = run_cli(monkeypatch, settings, "dlq", "summary", "--reason",
+                   "purchase_without_currency", "--no-progress")  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+
+    assert code == 0
+    assert lines[0].split() == ["stage", "reason", "pixel", "letters", "events"]
+    assert lines[1].split() == ["normalize", "purchase_without_currency", "P1", "4", "2"]
+    assert lines[-1].startswith(f"4 dead letters of 2 distinct events in {settings.topics.dlq}")
+
+
+def _dead_letter_again(settings: Settings) -> None:
+    """What the normalize stage does with the republished records: dead-letter them again."""
+    from confluent_kafka import Producer
+
+    codec = AvroCodec(schemas.load("dead_letter"))
+    producer = Producer(dict(settings.producer_config()))
+    for record in topic_records(settings, settings.topics.raw):
+        letter = dead_letter(stage="normalize", reason="purchase_without_currency", message="m",
+                             record=record, now_ms=int(time.time() * 1000), pixel_id="P1",
+                             event_id=(record.key or b"").decode())  # fmt: skip
+        producer.produce(settings.topics.dlq, key=record.key, value=codec.encode(letter),
+                         headers=dead_letter_headers(letter))  # fmt: skip
+    assert producer.flush(30) == 0
+
+
+def test_show_prints_a_compact_table(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One header line, then one line per letter: time, stage, reason, pixel, event, message."""
+    code = run_cli(monkeypatch, settings, "dlq", "show", "--stage", "deliver", "--no-progress")
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert code == 0
+    assert lines[0].split() == ["time", "(UTC)", "stage", "reason", "pixel", "event", "event",
+                                "id", "message"]  # fmt: skip
+    rejected = next(line for line in lines if "rejected_by_meta" in line)
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  deliver ", rejected)
+    assert rejected.split()[4:] == ["P2", "Purchase", "d-1", "Invalid", "parameter"]
+    assert len(lines) == 3
+    assert EMAIL.lower() not in captured.out.lower()
+    assert captured.err.strip() == "2 dead letters shown"
+
+
+def test_since_and_until_select_letters_by_when_they_were_written(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--until 1h leaves out the letters written just now; --since 1h keeps only them."""
+    code = run_cli(monkeypatch, settings, "dlq", "summary", "--until", "1h", "--json",
+                   "--no-progress")  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 0
+    code = run_cli(monkeypatch, settings, "dlq", "summary", "--since", "1h", "--json",
+                   "--no-progress")  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 5
+    code = run_cli(monkeypatch, settings, "dlq", "show", "--since", "last week")
+    assert code == 2
+    assert "--since 'last week' is not a time" in capsys.readouterr().err
+
+
+def test_republish_progress_counts_records(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The progress line ends at 100 % and counts the five letters read."""
+    code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "enriched",
+                   "--reason", "expired", "--force", "--dry-run")  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out.startswith("would republish 0 dead letters to ")
+    assert "1 past meta age limit" in captured.out
+    last = [line for line in captured.err.splitlines() if line.startswith("dlq")][-1]
+    assert "100%" in last
+    assert "5 records" in last

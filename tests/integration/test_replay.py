@@ -89,25 +89,118 @@ def test_oneoff_dry_run_by_offsets_counts_and_copies_nothing(
     out, _ = capsys.readouterr()
 
     assert code == 0
-    assert f"{topic}[0] offsets 1..3: 3 copied" in out
-    assert "would copy 3 records" in out
+    assert out.splitlines()[0] == f"{topic}[0] offsets 1..3: 3 would be copied"
+    assert out.splitlines()[1].startswith(f"would copy 3 records onto {topic}; would skip 0 past")
     assert OffsetsAdmin(settings).bounds(topic, [0]) == {0: (0, 5)}
 
 
-def test_a_range_older_than_48_hours_gets_a_dedup_warning(
+def _produce_written_at(bootstrap: str, topic: str, items: list[tuple[bytes, int]]) -> None:
+    """Produce (value, write time in ms) pairs: records as if written at those times."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for value, written_ms in items:
+        producer.produce(topic, value=value, timestamp=written_ms)
+    assert producer.flush(30) == 0
+
+
+def test_the_dedup_warning_names_the_oldest_copied_record(
     kafka_bootstrap: str,
     unique: Callable[[str], str],
     make_topics: Callable[..., None],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """--from 3d warns that Meta's 48-hour dedup window no longer protects the copies."""
+    """Records written 3 days ago warn once, naming their age; Meta's 48 hours are the reason."""
     settings = _settings(kafka_bootstrap, unique)
-    make_topics(settings.topics.enriched, partitions=1)
-    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", "3d",
-                "--dry-run", "--no-progress")  # fmt: skip
+    topic = settings.topics.enriched
+    make_topics(topic, partitions=1)
+    now = time.time()
+    three_days_ago_ms = int((now - 3 * 86_400) * 1000)
+    _produce_written_at(kafka_bootstrap, topic, [
+        (enriched_value("old-1", "P1", now), three_days_ago_ms),
+        (enriched_value("new-1", "P1", now), int(now * 1000)),
+    ])  # fmt: skip
+
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", "4d",
+                   "--dry-run", "--no-progress")  # fmt: skip
+    err = capsys.readouterr().err
+
     assert code == 0
-    assert "more than 48 hours ago" in capsys.readouterr().err
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warning.startswith("warning: the oldest record that would be copied was written "
+                              "3 days ago")  # fmt: skip
+    assert "48 hours" in warning
+
+
+def test_a_range_of_recent_records_gets_no_dedup_warning(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--from 3d over records written now: the range starts early, but nothing copied is old."""
+    settings = _settings(kafka_bootstrap, unique)
+    topic = settings.topics.enriched
+    make_topics(topic, partitions=1)
+    produce(kafka_bootstrap, topic, [(None, enriched_value("e-1", "P1", time.time()))])
+
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", "3d",
+                   "--no-progress")  # fmt: skip
+    out, err = capsys.readouterr()
+
+    assert code == 0
+    assert "copied 1 record onto" in out  # singular
+    assert "warning" not in err
+
+
+def test_a_bad_from_lists_the_accepted_forms(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--from yesterday exits 2 with one line naming the option and every accepted form."""
+    settings = _settings(kafka_bootstrap, unique)
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--from", "yesterday")
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert line.startswith("capi-stream replay: --from 'yesterday' is not a time; give ISO 8601")
+    assert "Unix seconds" in line
+    assert "a time ago (90m, 36h, 2d)" in line
+
+
+def test_progress_counts_records_and_ends_at_100_percent_over_transaction_markers(
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three one-record transactions take six offsets: the bar ends at 100 % with 3 records."""
+    from confluent_kafka import Producer
+
+    settings = _settings(kafka_bootstrap, unique)
+    topic = settings.topics.enriched
+    make_topics(topic, partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap,
+                         "transactional.id": unique("txn")})  # fmt: skip
+    producer.init_transactions(30)
+    for i in range(3):
+        producer.begin_transaction()
+        producer.produce(topic, value=enriched_value(f"t-{i}", "P1", time.time()))
+        producer.commit_transaction(30)
+
+    code = run_cli(monkeypatch, settings, "replay", "--stage", "deliver", "--partition", "0",
+                   "--offsets", "0-", "--dry-run")  # fmt: skip
+    out, err = capsys.readouterr()
+
+    assert code == 0
+    assert f"{topic}[0] offsets 0..5: 3 would be copied" in out
+    last = [line for line in err.splitlines() if line.startswith("replay")][-1]
+    assert "100%" in last
+    assert "3 records" in last
 
 
 def _raw_topic_with_group_at_end(settings: Settings, bootstrap: str) -> None:
@@ -187,4 +280,4 @@ def test_group_mode_refuses_while_the_stage_runs(
     finally:
         member.close()
     assert code == 1
-    assert "1 active members" in capsys.readouterr().err
+    assert "has 1 active member (" in capsys.readouterr().err
