@@ -7,7 +7,8 @@ Exported (own registry, served on ``--metrics-port`` with ``/healthz`` and ``/re
     meta_event_coverage_ratio{pixel,event_name}              event coverage (0-1)
     meta_event_coverage_goal_ratio{pixel,event_name}         Meta's goal for it (0-1)
     meta_quality_last_success_timestamp_seconds{pixel}       when a poll last succeeded
-    meta_quality_poll_errors_total{pixel,kind}               failed polls by kind
+    meta_quality_poll_errors_total{pixel,kind}               failed polls by kind (and
+                                                             missing_field, see below)
 
 Labels are bounded like the stages' (:mod:`stream.metrics`): a pixel that is not digits is
 ``other``; event names go through :func:`~stream.core.match_quality.event_label` (custom names
@@ -16,8 +17,14 @@ a drop still fires); keys are the ``user_data`` keys (Meta's identifiers mapped 
 :data:`stream.quality.model.IDENTIFIERS`), an unknown one is ``other``.
 
 A failed poll changes no gauge: the last values stay, with the error counted and the last
-success time telling how old they are. A successful poll replaces the pixel's series, removing
-rows Meta no longer reports.
+success time telling how old they are. A successful poll sets what it answered; for the rest:
+
+- an event name Meta no longer reports: its series are removed;
+- a value Meta left out of a row (EMQ, event coverage, the whole key feedback): the last value
+  stays and the poll counts one ``missing_field`` error (a renamed or retired field shows up
+  there, not as a gauge that silently vanished or dropped to zero);
+- a key Meta no longer lists in a row's key feedback: 0 (Meta lists only the keys it received,
+  so a key that stopped being sent must read 0 for the coverage-drop alert to fire).
 
 Polling: every ``interval_s`` (an hour by default; Meta computes these numbers over days, and
 the API shares the app's rate limits with everything else). After a failure the next round comes
@@ -42,7 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from stream.core.match_quality import MATCH_KEYS, event_label
 from stream.core.retry import RetryPolicy
 from stream.logs import get_logger
-from stream.quality.model import DatasetQuality, PollFailure
+from stream.quality.model import DatasetQuality, MetaRow, PollFailure
 from stream.quality.report import meta_ratios
 
 log = get_logger("capi_stream.quality")
@@ -54,6 +61,9 @@ THROTTLE_FLOOR_S: Final = 300.0
 OTHER: Final = "other"
 _PIXEL = re.compile(r"[0-9]{1,32}")
 _KEYS = frozenset(MATCH_KEYS)
+_SCALARS: Final = ("emq", "event_coverage", "coverage_goal")
+#: A row naming one of these as missing has no key feedback (not: every key at 0).
+_NO_FEEDBACK: Final = frozenset({"event_match_quality", "match_key_feedback"})
 
 Fetch = Callable[[str], DatasetQuality | PollFailure]
 
@@ -104,36 +114,41 @@ class QualityMetrics:
         self._lock = threading.Lock()
 
     def record(self, dataset: DatasetQuality, now: float) -> None:
-        """A successful poll: the pixel's series become exactly this answer's."""
+        """A successful poll; see the module docstring for what happens to each series."""
         pixel = pixel_label(dataset.pixel)
-        merged: dict[str, dict[str, float]] = {}
-        for row in dataset.rows:
-            name = event_label(row.event_name)
-            values: dict[str, float | None] = {
-                "emq": row.emq,
-                "event_coverage": row.event_coverage,
-                "coverage_goal": row.coverage_goal,
-                **{f"key:{k}": v for k, v in meta_ratios(row).items()},
-            }
-            into = merged.setdefault(name, {})
-            for what, value in values.items():
-                if value is not None:
-                    into[what] = min(value, into.get(what, value))
+        scalars, keys = _merge(dataset.rows)
+        missing = False
         with self._lock:
+            previous = self._series.get(pixel, set())
             fresh: set[tuple[str, ...]] = set()
-            for name, latest in merged.items():
-                for what, value in latest.items():
-                    if what.startswith("key:"):
-                        key = what[4:] if what[4:] in _KEYS else OTHER
-                        self.key_coverage.labels(pixel, name, key).set(value)
-                        fresh.add(("key", name, key))
-                    else:
-                        getattr(self, what).labels(pixel, name).set(value)
-                        fresh.add((what, name))
-            for stale in self._series.get(pixel, set()) - fresh:
+            for name, values in scalars.items():
+                for what, value in values.items():
+                    if value is None:
+                        # Meta left it out this time: the last value stays, and says so
+                        missing = missing or what != "coverage_goal"
+                        fresh |= {(what, name)} & previous
+                        continue
+                    getattr(self, what).labels(pixel, name).set(value)
+                    fresh.add((what, name))
+                ratios = keys.get(name)
+                old_keys = {s for s in previous if s[0] == "key" and s[1] == name}
+                if ratios is None:
+                    missing = True
+                    fresh |= old_keys
+                    continue
+                for key, ratio in ratios.items():
+                    self.key_coverage.labels(pixel, name, key).set(ratio)
+                    fresh.add(("key", name, key))
+                for gone in old_keys - fresh:
+                    # Meta lists only the keys it received: one it no longer lists is at 0
+                    self.key_coverage.labels(pixel, name, gone[2]).set(0.0)
+                    fresh.add(gone)
+            for stale in previous - fresh:
                 self._remove(pixel, stale)
             self._series[pixel] = fresh
             self.last_success.labels(pixel).set(now)
+        if missing:
+            self.errors.labels(pixel, "missing_field").inc()
 
     def _remove(self, pixel: str, series: tuple[str, ...]) -> None:
         if series[0] == "key":
@@ -196,3 +211,30 @@ class Poller:
             delay = self.poll_round()
             log.info("dataset quality polled", pixels=len(self.pixels), next_in_s=round(delay))
             stop.wait(delay)
+
+
+def _merge(
+    rows: Sequence[MetaRow],
+) -> tuple[dict[str, dict[str, float | None]], dict[str, dict[str, float] | None]]:
+    """Rows by event label: EMQ and event coverage (None: missing), key ratios (None: Meta gave
+    no key feedback). Several rows of one label (custom names) keep the lowest of each value."""
+    scalars: dict[str, dict[str, float | None]] = {}
+    keys: dict[str, dict[str, float] | None] = {}
+    for row in rows:
+        name = event_label(row.event_name)
+        into = scalars.setdefault(name, dict.fromkeys(_SCALARS))
+        for what, value in zip(
+            _SCALARS, (row.emq, row.event_coverage, row.coverage_goal), strict=True
+        ):
+            if value is not None:
+                old = into[what]
+                into[what] = value if old is None else min(old, value)
+        keys.setdefault(name, None)
+        if _NO_FEEDBACK & set(row.missing):
+            continue
+        ratios: dict[str, float] = keys[name] or {}
+        for key, ratio in meta_ratios(row).items():
+            label = key if key in _KEYS else OTHER
+            ratios[label] = min(ratio, ratios.get(label, ratio))
+        keys[name] = ratios
+    return scalars, keys

@@ -48,7 +48,7 @@ from stream.sim.graph import (
     json_response,
     token_error,
 )
-from stream.sim.quality import KNOWN_FIELDS, QualityBook, parse_fields, unknown_field
+from stream.sim.quality import QualityBook, parse_fields, unknown_field
 from stream.sim.state import JournalEntry, Recorder, Stats
 from stream.sim.validate import Invalid, validate_request
 
@@ -311,8 +311,7 @@ class SimApp:
             fields = parse_fields(query.get("fields", "web"))
         except ValueError as exc:
             return graph_error(400, 100, f"(#100) {exc}")
-        known = {"web": {k: v for k, v in KNOWN_FIELDS.items() if k not in self.quality.retired}}
-        unknown = unknown_field(fields, known)
+        unknown = unknown_field(fields, self.quality.known())
         if unknown is not None:
             return graph_error(
                 400, 100, f"(#100) Tried accessing nonexisting field ({unknown}) on node type "

@@ -176,6 +176,10 @@ class QualityBook:
                 for key in keys_of(event):
                     row.keys[key] = row.keys.get(key, 0) + 1
 
+    def known(self) -> dict[str, Any]:
+        """The fields the endpoint answers now: :data:`KNOWN_FIELDS` without the retired ones."""
+        return {"web": _without(KNOWN_FIELDS, self.retired)}
+
     def reset(self) -> None:
         with self._lock:
             self._rows.clear()
@@ -187,6 +191,10 @@ class QualityBook:
         with self._lock:
             rows = {name: _copy(row) for name, row in self._rows.get(pixel_id, {}).items()}
         return {"web": [_select(_full(name, row), wanted) for name, row in sorted(rows.items())]}
+
+
+def _without(tree: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {k: _without(v, names) if v else v for k, v in tree.items() if k not in names}
 
 
 def _copy(row: _Row) -> _Row:

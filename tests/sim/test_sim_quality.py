@@ -115,14 +115,19 @@ def test_token_in_the_query_is_accepted_and_a_bad_one_refused(client: httpx.Clie
     assert refused.json()["error"]["code"] == 190
 
 
-def test_a_retired_field_is_refused_as_nonexisting(sim: Simulator, client: httpx.Client) -> None:
-    """A retired field is Graph's code 100 naming it, as Meta answers an unknown field."""
-    sim.app.quality.retired = frozenset({"acr"})
+@pytest.mark.parametrize("field", ["acr", "composite_score"])
+def test_a_retired_field_is_refused_as_nonexisting(
+    sim: Simulator, client: httpx.Client, field: str
+) -> None:
+    """A retired field, at any depth, is Graph's code 100 naming it, as Meta answers an unknown
+    field; without it the request is answered."""
+    sim.app.quality.retired = frozenset({field})
     resp = _quality(client)
     assert resp.status_code == 400
     error = resp.json()["error"]
     assert error["code"] == 100
-    assert "nonexisting field (acr)" in error["message"]
+    assert f"nonexisting field ({field})" in error["message"]
+    assert _quality(client, fields="web{event_name}").status_code == 200
 
 
 @pytest.mark.parametrize(("kind", "status"), [("http_500", 500), ("throttle_17", 429)])

@@ -237,3 +237,43 @@ def test_a_good_poll_drops_rows_meta_no_longer_reports() -> None:
     text = generate_latest(metrics.registry).decode()
     assert 'event_name="Lead"' not in text
     assert 'meta_event_match_quality{event_name="Purchase",pixel="111"} 7.0' in text
+
+
+def test_a_missing_field_keeps_its_last_value_and_is_counted(sim: Simulator) -> None:
+    """Meta stops answering composite_score (retired): the client drops it, the EMQ gauge keeps
+    its last value, a missing_field error is counted, and the other gauges still move."""
+    _send(sim, PIXEL, 4, with_ph=4)
+    metrics = QualityMetrics()
+    row = {"pixel": PIXEL, "event_name": "Purchase"}
+    with httpx.Client(timeout=5.0) as http:
+        poller = _poller(sim, http, metrics)
+        poller.poll_round()
+        emq = _value(metrics, "meta_event_match_quality", **row)
+        sim.app.quality.retired = frozenset({"composite_score"})
+        _send(sim, PIXEL, 4, with_ph=0)  # phone now on half the events
+        assert poller.poll_round() == 3600.0  # not a failed poll
+    assert emq is not None
+    assert _value(metrics, "meta_event_match_quality", **row) == emq
+    assert _value(metrics, "meta_match_key_coverage_ratio", **row, key="ph") == 0.5
+    errors = {"pixel": PIXEL, "kind": "missing_field"}
+    assert _value(metrics, "meta_quality_poll_errors_total", **errors) == 1.0
+
+
+def test_a_key_meta_stops_listing_reads_zero() -> None:
+    """Meta lists only the keys it received: a key that vanished from the feedback is 0, while
+    a row without any feedback keeps every key's last value."""
+    from stream.quality.model import MetaRow
+
+    def row(cov: dict[str, float], missing: tuple[str, ...] = ()) -> MetaRow:
+        return MetaRow("Purchase", 6.0, cov, 0.9, 0.75, None, None, (), missing)
+
+    metrics = QualityMetrics()
+    metrics.record(DatasetQuality(PIXEL, (row({"em": 1.0, "ph": 0.6}),)), 1.0)
+    metrics.record(DatasetQuality(PIXEL, (row({"em": 1.0}),)), 2.0)
+    labels = {"pixel": PIXEL, "event_name": "Purchase"}
+    assert _value(metrics, "meta_match_key_coverage_ratio", **labels, key="ph") == 0.0
+    metrics.record(DatasetQuality(PIXEL, (row({}, ("match_key_feedback",)),)), 3.0)
+    assert _value(metrics, "meta_match_key_coverage_ratio", **labels, key="em") == 1.0
+    assert (
+        _value(metrics, "meta_quality_poll_errors_total", pixel=PIXEL, kind="missing_field") == 1.0
+    )
