@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from stream.collector import tune_gc
 from stream.config import Settings
 from stream.core.enrich import Enricher
 from stream.core.errors import KafkaError
@@ -166,6 +167,9 @@ class Normalizer:
             max_record_bytes=limit,
         )  # fmt: skip
         idle_since = self.clock()
+        # start-up is over: what exists now (schemas, clients, caches) lives as long as the
+        # stage, and each batch's records die by reference counting (stream.collector)
+        restore_gc = tune_gc()
         try:
             while not self._stopping.is_set():
                 self._last_tick = self._monotonic()
@@ -179,6 +183,7 @@ class Normalizer:
                 idle_since = self.clock()
                 self._process_batch(records, enricher, consumer, producer)
         finally:
+            restore_gc()
             log.info("closing", **vars(self.stats))
             with arm("closing the consumer", self._call_timeout_s):
                 consumer.close()

@@ -22,9 +22,9 @@ import orjson
 
 from stream.core.codec import AvroCodec
 from stream.core.dead_letter import RECORD_TOO_LARGE, dead_letter, letter_record, record_size
-from stream.core.envelope import envelope
+from stream.core.envelope import wire_envelope
 from stream.core.errors import DecodeError, EncodeError
-from stream.core.normalize import Normalized, NormalizeOptions, normalize_event
+from stream.core.normalize import NormalizeOptions, WireEvent, normalize_wire
 from stream.core.records import Record
 
 Destination = Literal["enriched", "dlq"]
@@ -41,6 +41,8 @@ class Output:
     reason: str | None = None
     warnings: tuple[str, ...] = ()
     pixel_id: str | None = None
+    #: the normalized event behind an enriched output (its name, keys and id, for the counts)
+    event: WireEvent | None = None
 
 
 class Enricher:
@@ -69,20 +71,18 @@ class Enricher:
             raw = self._raw.decode(record.value)
         except DecodeError as exc:
             return self._dead(record, now, f"decode_{exc.reason}", exc.detail)
-        result = normalize_event(raw, now, self._options)
-        if not isinstance(result, Normalized):
+        result = normalize_wire(raw, now, self._options)
+        if not isinstance(result, WireEvent):
             return self._dead(
                 record, now, result.reason, result.detail,
                 pixel_id=result.pixel_id, event_id=result.event_id, event_name=result.event_name,
             )  # fmt: skip
-        event = result.event
         # version 2 of the enriched record: routing fields and the event's request JSON, made
-        # once here so the deliver stage only splices it (stream.core.envelope)
+        # once here from the wire object so the deliver stage only splices it
+        # (stream.core.envelope)
         try:
-            enriched = envelope(
-                event, pixel_id=result.pixel_id, event_id=result.event_id,
-                test_event_code=result.test_event_code, warnings=list(result.warnings),
-                source=(record.topic, record.partition, record.offset),
+            enriched = wire_envelope(
+                result, source=(record.topic, record.partition, record.offset),
                 normalized_at_ms=int(now * 1000),
             )  # fmt: skip
             value = self._enriched.encode(enriched)
@@ -104,11 +104,12 @@ class Enricher:
             )
             return self._dead(
                 record, now, RECORD_TOO_LARGE, why, pixel_id=result.pixel_id,
-                event_id=result.event_id, event_name=event["event_name"],
+                event_id=result.event_id, event_name=result.event_name,
             )  # fmt: skip
         return Output(
-            "enriched", key, value, headers, warnings=result.warnings, pixel_id=result.pixel_id
-        )
+            "enriched", key, value, headers, warnings=result.warnings, pixel_id=result.pixel_id,
+            event=result,
+        )  # fmt: skip
 
     def _dead(
         self,

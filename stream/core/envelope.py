@@ -33,6 +33,7 @@ import orjson
 
 from stream.core.codec import AvroCodec, SchemaResolver, WireFormat
 from stream.core.errors import DecodeError
+from stream.core.normalize.model import WireEvent
 from stream.core.wire import to_wire
 
 #: The first byte of every version-2 body (odd; a version-1 body starts with an even byte).
@@ -77,6 +78,29 @@ def envelope(
         "source": {"topic": topic, "partition": partition, "offset": offset},
         "normalized_at": normalized_at_ms,
         "event_json": event_json(event) if json is None else json,
+    }
+
+
+def wire_envelope(
+    event: WireEvent, *, source: tuple[str, int, int], normalized_at_ms: int
+) -> dict[str, Any]:
+    """The version-2 record of an event :func:`~stream.core.normalize.normalize_wire` made.
+
+    Its JSON is serialized here, once, from the wire object: no record-shaped event, no pruning.
+    """
+    topic, partition, offset = source
+    return {
+        "envelope": MARKER,
+        "pixel_id": event.pixel_id,
+        "event_id": event.event_id,
+        "event_name": event.event_name,
+        "event_time": event.event_time,
+        "action_source": event.action_source,
+        "test_event_code": event.test_event_code,
+        "warnings": list(event.warnings),
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "normalized_at": normalized_at_ms,
+        "event_json": orjson.dumps(event.wire),
     }
 
 

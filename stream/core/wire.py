@@ -20,15 +20,18 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def _prune(value: Any) -> Any:
-    """``value`` without None members and empty lists/maps, recursively; None if it empties."""
+def prune(value: Any) -> Any:
+    """``value`` without None members and empty lists/maps, recursively; None if it empties.
+
+    ``{"a": None, "b": [], "c": {"d": 0}}`` → ``{"c": {"d": 0}}``; ``{"a": None}`` → None.
+    """
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if item is None:
                 continue
             if isinstance(item, dict | list):
-                pruned = _prune(item)
+                pruned = prune(item)
                 if pruned is not None:
                     out[key] = pruned
             else:
@@ -42,7 +45,7 @@ def _prune(value: Any) -> Any:
             if item is None:
                 continue
             if isinstance(item, dict | list):
-                pruned = _prune(item)
+                pruned = prune(item)
                 if pruned is not None:
                     items.append(pruned)
             else:
@@ -51,7 +54,12 @@ def _prune(value: Any) -> Any:
     return value
 
 
-def _flat_custom_data(custom_data: Mapping[str, Any]) -> dict[str, Any] | None:
+def flat_custom_data(custom_data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ``CustomData`` record as Meta reads it: pruned, custom properties beside the fields.
+
+    ``{"value": 5.0, "currency": "usd", "content_ids": [], "custom_properties": {"tier": "a"}}``
+    → ``{"value": 5.0, "currency": "usd", "tier": "a"}``; None when nothing is left.
+    """
     flat: dict[str, Any] = {}
     extra: Any = None
     for key, value in custom_data.items():
@@ -60,7 +68,7 @@ def _flat_custom_data(custom_data: Mapping[str, Any]) -> dict[str, Any] | None:
         elif value is None:
             continue
         elif type(value) is list or type(value) is dict:
-            pruned = _prune(value)
+            pruned = prune(value)
             if pruned is not None:
                 flat[key] = pruned
         else:
@@ -70,7 +78,7 @@ def _flat_custom_data(custom_data: Mapping[str, Any]) -> dict[str, Any] | None:
             # A standard field wins: the normalizer already dropped colliding names, and a
             # hand-built record must not overwrite, say, currency through a custom property.
             if key not in flat:
-                pruned = _prune(value) if type(value) is list or type(value) is dict else value
+                pruned = prune(value) if type(value) is list or type(value) is dict else value
                 if pruned is not None:
                     flat[key] = pruned
     return flat or None
@@ -92,9 +100,9 @@ def to_wire(event: Mapping[str, Any]) -> dict[str, Any]:
         if key == "user_data" and type(value) is dict:
             pruned = _flat_strings(value)
         elif key == "custom_data" and isinstance(value, Mapping):
-            pruned = _flat_custom_data(value)
+            pruned = flat_custom_data(value)
         elif type(value) is list or type(value) is dict:
-            pruned = _prune(value)
+            pruned = prune(value)
         else:
             out[key] = value
             continue

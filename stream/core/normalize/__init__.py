@@ -1,10 +1,12 @@
 """The normalize stage's pure core: one raw conversion event in, a CAPI-ready event or a reason out.
 
-The one entry point is :func:`normalize_event`::
+Two entry points, the same steps: :func:`normalize_event` answers the event in the shape of
+the enriched record's previous version (every field present), :func:`normalize_wire` answers
+it directly as the request JSON object (what the stage sends)::
 
-    result = normalize_event(raw, now=1767225600.0, options=NormalizeOptions(default_region="US"))
-    if isinstance(result, Normalized):
-        body_item = to_wire(result.event)        # stream.core.wire
+    result = normalize_wire(raw, now=1767225600.0, options=NormalizeOptions(default_region="US"))
+    if isinstance(result, WireEvent):
+        body_item = orjson.dumps(result.wire)    # == to_wire(normalize_event(...).event)
     else:
         dead_letter(result.reason, result.detail)
 
@@ -17,7 +19,21 @@ the other optional records), :mod:`.event` (the event-level steps) and :mod:`.mo
 
 from __future__ import annotations
 
-from stream.core.normalize.event import normalize_event
-from stream.core.normalize.model import DEFAULT_OPTIONS, Normalized, NormalizeOptions, Rejected
+from stream.core.normalize.event import normalize_event, normalize_wire
+from stream.core.normalize.model import (
+    DEFAULT_OPTIONS,
+    Normalized,
+    NormalizeOptions,
+    Rejected,
+    WireEvent,
+)
 
-__all__ = ["DEFAULT_OPTIONS", "NormalizeOptions", "Normalized", "Rejected", "normalize_event"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "NormalizeOptions",
+    "Normalized",
+    "Rejected",
+    "WireEvent",
+    "normalize_event",
+    "normalize_wire",
+]

@@ -8,7 +8,9 @@ The steps, cheapest refusals first so a doomed event costs no hashing:
 2. ``user_data`` normalized and hashed (:mod:`.user_data`); ``custom_data`` and the other
    optional sections copied with their field checks (:mod:`.sections`);
 3. data processing options, per-source required fields, matching baseline, Purchase rules;
-4. event_id kept or derived (:mod:`stream.core.event_id`).
+4. event_id kept or derived (:mod:`stream.core.event_id`);
+5. the event built: in the record's shape (:func:`normalize_event`, the library's answer) or
+   directly as the request JSON object (:func:`normalize_wire`, what the stage sends).
 
 A bad single field is dropped with a warning; only what Meta would refuse for the whole
 request makes a :class:`Rejected` (CAPI.md rules table, "bad single field").
@@ -17,14 +19,21 @@ request makes a :class:`Rejected` (CAPI.md rules table, "bad single field").
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 from stream.core.event_id import derive_event_id, given_event_id
 from stream.core.normalize import sections
-from stream.core.normalize.model import DEFAULT_OPTIONS, Normalized, NormalizeOptions, Rejected
+from stream.core.normalize.model import (
+    DEFAULT_OPTIONS,
+    Normalized,
+    NormalizeOptions,
+    Rejected,
+    WireEvent,
+)
 from stream.core.normalize.text import without_format_chars
-from stream.core.normalize.user_data import normalize_user_data
+from stream.core.normalize.user_data import avro_user_data, normalize_user_data
 from stream.core.validate import (
     Problem,
     check_action_source,
@@ -35,6 +44,7 @@ from stream.core.validate import (
     check_required_fields,
     event_time_seconds,
 )
+from stream.core.wire import prune
 
 
 def _rejected(
@@ -52,23 +62,54 @@ def _rejected_late(
     producer_time: int,
     user_data: Mapping[str, Any],
     match_keys: list[str],
-    custom_data: Mapping[str, Any] | None,
+    raw_custom_data: object,
 ) -> Rejected:
     # The derived id lets the dead letter be matched with a later, corrected publish.
-    event_id = given_id or derive_event_id(
-        pixel_id, event_name, producer_time, user_data, custom_data, keys=match_keys
+    event_id = given_id or _derive(
+        pixel_id, event_name, producer_time, user_data, match_keys, raw_custom_data
     )
     return Rejected(problem.reason, problem.detail, event_id, event_name, pixel_id)
 
 
-def normalize_event(
-    raw: Mapping[str, Any], now: float, options: NormalizeOptions = DEFAULT_OPTIONS
-) -> Normalized | Rejected:
-    """Normalize, hash and check one raw ``ConversionEvent`` record at time ``now`` (Unix s).
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What the shared steps leave for the two builders of the event."""
 
-    Never raises on any string content; returns :class:`Normalized` (sendable, with warnings)
-    or :class:`Rejected` (a stable reason code for the dead-letter topic).
-    """
+    get: Callable[[str], Any]
+    pixel_id: str
+    event_name: str
+    event_time: int
+    action_source: str
+    event_id: str
+    derived: bool
+    event_source_url: str | None
+    user_data: dict[str, Any]
+    #: custom_data as it goes on the wire (flat custom properties), None when empty
+    custom_data: dict[str, Any] | None
+    app_data: dict[str, Any] | None
+    processing: tuple[list[str] | None, int | None, int | None, bool]
+    warnings: list[str]
+
+
+def _derive(  # noqa: PLR0917 (a private step with the recipe's inputs in their order)
+    pixel_id: str,
+    event_name: str,
+    producer_time: int,
+    user_data: Mapping[str, Any],
+    match_keys: list[str],
+    raw_custom_data: object,
+) -> str:
+    # The recipe reads custom_data in the record's shape (custom properties nested), as it
+    # always has: the wire form must not change a derived id, or a replay would get new ones.
+    # Made again here (a fifth of events, in practice) with its warnings already recorded.
+    custom_data = sections.custom_data(raw_custom_data, [])
+    return derive_event_id(
+        pixel_id, event_name, producer_time, user_data, custom_data, keys=match_keys
+    )
+
+
+def _check(raw: Mapping[str, Any], now: float, options: NormalizeOptions) -> _Checked | Rejected:
+    """Steps 0 to 4 of the module docstring: every refusal, user_data, custom_data, event_id."""
     # the one place values enter: invisible format characters go before anything reads them
     get = without_format_chars(raw).get
     given_id = given_event_id(get("event_id"))
@@ -113,7 +154,7 @@ def normalize_event(
         hash_external_id=options.hash_external_id,
         warnings=warnings,
     )
-    custom_data = sections.custom_data(get("custom_data"), warnings)
+    custom_data = sections.wire_custom_data(get("custom_data"), warnings)
     app_data = sections.app_data(get("app_data"))
     event_source_url = sections.text(get("event_source_url"))
 
@@ -131,7 +172,7 @@ def normalize_event(
             producer_time=producer_time,
             user_data=user_data,
             match_keys=match_keys,
-            custom_data=custom_data,
+            raw_custom_data=get("custom_data"),
         )
     problem = (
         check_required_fields(action_source, event_source_url, user_data, app_data)
@@ -147,26 +188,50 @@ def normalize_event(
             producer_time=producer_time,
             user_data=user_data,
             match_keys=match_keys,
-            custom_data=custom_data,
+            raw_custom_data=get("custom_data"),
         )
-    options_list, dpo_country, dpo_state, geolocated = processing
-    if geolocated:
+    if processing[3]:
         warnings.append("data_processing_options_geolocated")
 
-    event_id = given_id or derive_event_id(
-        pixel_id, event_name, producer_time, user_data, custom_data, keys=match_keys
+    event_id = given_id or _derive(
+        pixel_id, event_name, producer_time, user_data, match_keys, get("custom_data")
     )
+    return _Checked(
+        get, pixel_id, event_name, event_time, action_source, event_id, given_id is None,
+        event_source_url, user_data, custom_data, app_data, processing, warnings,
+    )  # fmt: skip
+
+
+def _warnings(warnings: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(warnings)) if warnings else ()
+
+
+def normalize_event(
+    raw: Mapping[str, Any], now: float, options: NormalizeOptions = DEFAULT_OPTIONS
+) -> Normalized | Rejected:
+    """Normalize, hash and check one raw ``ConversionEvent`` record at time ``now`` (Unix s).
+
+    Never raises on any string content; returns :class:`Normalized` (sendable, with warnings,
+    the event in the shape of ``capi_event.v1.avsc``'s record) or :class:`Rejected` (a stable
+    reason code for the dead-letter topic). The normalize stage calls :func:`normalize_wire`,
+    which makes the same event directly in its request JSON form.
+    """
+    checked = _check(raw, now, options)
+    if isinstance(checked, Rejected):
+        return checked
+    get, warnings = checked.get, checked.warnings
+    options_list, dpo_country, dpo_state, _ = checked.processing
     event: dict[str, Any] = {
-        "event_name": event_name,
-        "event_time": event_time,
-        "action_source": action_source,
-        "event_id": event_id,
-        "event_source_url": event_source_url,
+        "event_name": checked.event_name,
+        "event_time": checked.event_time,
+        "action_source": checked.action_source,
+        "event_id": checked.event_id,
+        "event_source_url": checked.event_source_url,
         "opt_out": sections.flag(get("opt_out")),
         "referrer_url": sections.text(get("referrer_url")),
-        "user_data": user_data,
-        "custom_data": custom_data,
-        "app_data": app_data,
+        "user_data": avro_user_data(checked.user_data),
+        "custom_data": sections.custom_data(get("custom_data"), []),
+        "app_data": checked.app_data,
         "original_event_data": sections.original_event_data(get("original_event_data")),
         "attribution_data": sections.attribution_data(get("attribution_data"), warnings),
         "data_processing_options": options_list,
@@ -179,8 +244,84 @@ def normalize_event(
     }
     return Normalized(
         event=event,
-        event_id=event_id,
-        pixel_id=pixel_id,
+        event_id=checked.event_id,
+        pixel_id=checked.pixel_id,
         test_event_code=sections.text(get("test_event_code")),
-        warnings=tuple(dict.fromkeys(warnings)) if warnings else (),
+        warnings=_warnings(warnings),
     )
+
+
+# The optional text fields after the data processing options, in the record's order.
+_TAIL_TEXT: Final = ("customer_segmentation", "messaging_channel", "advanced_measurement_table")
+
+
+def normalize_wire(
+    raw: Mapping[str, Any], now: float, options: NormalizeOptions = DEFAULT_OPTIONS
+) -> WireEvent | Rejected:
+    """:func:`normalize_event`, with the event made directly as its request JSON object.
+
+    The object is ``to_wire(normalize_event(raw, now, options).event)`` (:mod:`stream.core.wire`;
+    a test pins the two together), built without the intermediate record: absent fields are
+    never written, so nothing is pruned after. Keys keep the record's order.
+    """
+    checked = _check(raw, now, options)
+    if isinstance(checked, Rejected):
+        return checked
+    get, warnings = checked.get, checked.warnings
+    wire: dict[str, Any] = {
+        "event_name": checked.event_name,
+        "event_time": checked.event_time,
+        "action_source": checked.action_source,
+        "event_id": checked.event_id,
+    }
+    if checked.event_source_url is not None:
+        wire["event_source_url"] = checked.event_source_url
+    opt_out = get("opt_out")
+    if type(opt_out) is bool:
+        wire["opt_out"] = opt_out
+    referrer_url = sections.text(get("referrer_url"))
+    if referrer_url is not None:
+        wire["referrer_url"] = referrer_url
+    if checked.user_data:
+        wire["user_data"] = checked.user_data
+    if checked.custom_data is not None:
+        wire["custom_data"] = checked.custom_data
+    if checked.app_data is not None:
+        _put(wire, "app_data", checked.app_data)
+    if get("original_event_data") is not None:
+        _put(wire, "original_event_data", sections.original_event_data(get("original_event_data")))
+    if get("attribution_data") is not None:
+        _put(wire, "attribution_data", sections.attribution_data(get("attribution_data"), warnings))
+    options_list, dpo_country, dpo_state, _ = checked.processing
+    if options_list:
+        wire["data_processing_options"] = options_list
+    if dpo_country is not None:
+        wire["data_processing_options_country"] = dpo_country
+    if dpo_state is not None:
+        wire["data_processing_options_state"] = dpo_state
+    for name in _TAIL_TEXT:
+        value = get(name)
+        if value is not None:
+            text = sections.text(value)
+            if text is not None:
+                wire[name] = text
+    tracking = get("advertiser_tracking_enabled")
+    if type(tracking) is bool:
+        wire["advertiser_tracking_enabled"] = tracking
+    return WireEvent(
+        wire=wire,
+        event_id=checked.event_id,
+        event_id_derived=checked.derived,
+        pixel_id=checked.pixel_id,
+        event_name=checked.event_name,
+        event_time=checked.event_time,
+        action_source=checked.action_source,
+        test_event_code=sections.text(get("test_event_code")),
+        warnings=_warnings(warnings),
+    )
+
+
+def _put(wire: dict[str, Any], name: str, section: dict[str, Any] | None) -> None:
+    pruned = prune(section)
+    if pruned is not None:
+        wire[name] = pruned

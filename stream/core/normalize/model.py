@@ -59,6 +59,27 @@ class Normalized:
 
 
 @dataclass(frozen=True, slots=True)
+class WireEvent:
+    """A CAPI-ready event as the JSON object that goes into a request's ``data`` array.
+
+    ``wire`` is what :func:`stream.core.wire.to_wire` makes of :attr:`Normalized.event` (no
+    None, no empty list or map, custom properties flat in ``custom_data``). The routing fields
+    ride beside it so nothing reads them back out of ``wire``. ``event_id_derived`` is True
+    when the producer gave no event_id and :mod:`stream.core.event_id` derived it.
+    """
+
+    wire: dict[str, Any]
+    event_id: str
+    event_id_derived: bool
+    pixel_id: str
+    event_name: str
+    event_time: int
+    action_source: str
+    test_event_code: str | None
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """An event to dead-letter: a code of :data:`stream.core.validate.REASONS` and a detail.
 

@@ -10,10 +10,11 @@ spends on an event, so the common shapes take a fast path: digits (after the usu
 of the default region's own numbers are checked against that region's fixed-line and mobile
 patterns, straight from phonenumbers' metadata. The fast path answers only when it finds a
 valid number and, in that case, replays exactly what ``parse`` would do (national prefix
-stripping included); anything else goes to the full library path, whose answers are cached.
-A property test pins the two paths to the same answers. A value that comes back (customers
-repeat) does not get here at all: its finished hash is memoized, bounded, by
-:func:`stream.core.normalize.keys.normalize_and_hash`, keyed on the value and the region.
+stripping included); anything else goes to the full library path. A property test pins the
+two paths to the same answers. Customers repeat: every answer is memoized per value and region
+in a bounded LRU cache (:data:`PHONE_CACHE_SIZE`), and a value's finished hash is memoized too
+(:func:`stream.core.normalize.keys.normalize_and_hash`, keyed also on the event's country and
+year, so the same number in another context misses that one and finds this one).
 
 Examples (default region US)::
 
@@ -163,7 +164,6 @@ def _e164(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
-@lru_cache(maxsize=8192)
 def _slow(text: str, compact: str, international: bool, default_region: str) -> str | None:
     """The full library path; ``compact`` is ``text`` without separators and without ``00``."""
     if international:
@@ -175,10 +175,18 @@ def _slow(text: str, compact: str, international: bool, default_region: str) -> 
     return found
 
 
+#: Phone answers kept, per (value, default region): a bounded LRU cache (~1 MB full).
+PHONE_CACHE_SIZE: Final = 8192
+
+
+@lru_cache(maxsize=PHONE_CACHE_SIZE)
 def normalize_phone(value: str, default_region: str = "US") -> str | None:
     """E.164 digits without ``+`` for ``value``, or None when it is no valid number.
 
     ``"(650)555-1212"`` → ``"16505551212"``; ``"0044 20 7946 0958"`` → ``"442079460958"``.
+    Memoized: the finished hash cache (:func:`stream.core.normalize.keys.normalize_and_hash`)
+    is keyed on the event's country and year too, so the same number in another context
+    misses it; this cache answers it without phonenumbers.
     """
     text = value.strip()
     if not text or len(text) > _MAX_INPUT:

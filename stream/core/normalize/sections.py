@@ -9,10 +9,11 @@ with a warning; whether the event may be sent at all is :mod:`stream.core.valida
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from stream.core.normalize.geo import currency_code
+from stream.core.wire import prune
 
 #: custom_data fields of the schema; a custom property must not reuse one of these names.
 STANDARD_CUSTOM_DATA_FIELDS: Final = frozenset(
@@ -135,6 +136,82 @@ def custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
         "item_number": get("item_number"),
         "custom_properties": _custom_properties(get("custom_properties"), warnings),
     }
+
+
+def _as_is(value: object, _warnings: list[str]) -> object:
+    return value
+
+
+def _double_field(value: object, warnings: list[str]) -> float | None:
+    return _double(value, warnings)
+
+
+def _long_field(value: object, _warnings: list[str]) -> int | None:
+    return _long(value)
+
+
+def _strings_field(value: object, _warnings: list[str]) -> list[str]:
+    return _strings(value)
+
+
+def _contents_field(value: object, warnings: list[str]) -> list[dict[str, Any]]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [_content(item, warnings) for item in value if isinstance(item, Mapping)]
+
+
+# custom_data's fields in the record's order, each with its check: the order of the warnings
+# (and of the JSON's keys) is the one :func:`custom_data` gives
+_CUSTOM_DATA_FIELDS: Final[tuple[tuple[str, Callable[[object, list[str]], object]], ...]] = (
+    ("value", _double_field),
+    ("currency", _currency),
+    ("net_revenue", _double_field),
+    ("content_name", _as_is),
+    ("content_category", _as_is),
+    ("content_ids", _strings_field),
+    ("contents", _contents_field),
+    ("content_type", _as_is),
+    ("order_id", _as_is),
+    ("predicted_ltv", _double_field),
+    ("num_items", _long_field),
+    ("search_string", _as_is),
+    ("status", _as_is),
+    ("delivery_category", _as_is),
+    ("item_number", _as_is),
+)
+
+
+def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
+    """``custom_data`` as it goes on the wire: the same checks as :func:`custom_data`, absent
+    fields left out, custom properties flat beside the standard fields; None when empty.
+
+    Equal to ``flat_custom_data(custom_data(raw, warnings))`` (:mod:`stream.core.wire`; a
+    property test pins the two), made without the record in between:
+    ``{"value": 5, "currency": " USD ", "custom_properties": {"tier": "a"}}`` →
+    ``{"value": 5.0, "currency": "usd", "tier": "a"}``.
+    """
+    if raw is None or not (type(raw) is dict or isinstance(raw, Mapping)):
+        return None
+    get = raw.get
+    out: dict[str, Any] = {}
+    for name, check in _CUSTOM_DATA_FIELDS:
+        value = get(name)
+        if value is None:
+            continue
+        value = check(value, warnings)
+        if value is None:
+            continue
+        if type(value) is list or type(value) is dict:
+            value = prune(value)
+            if value is None:
+                continue
+        out[name] = value
+    for key, value in _custom_properties(get("custom_properties"), warnings).items():
+        if key not in out:
+            kept = prune(value) if type(value) is list or type(value) is dict else value
+            if kept is not None:
+                out[key] = kept
+    return out or None
 
 
 def app_data(raw: object) -> dict[str, Any] | None:

@@ -1,9 +1,10 @@
 """``user_data``: every hashed key through its normalizer and SHA-256, plain keys as they came.
 
-The output has the shape of ``capi_event.avsc``'s ``HashedUserData``: hashed keys as
-de-duplicated lists (``[]`` when nothing is left), legacy keys as one hashed string or None,
-plain keys as trimmed strings or None. Plain keys are never hashed and never case-changed
-(``fbc`` is case-sensitive, CAPI.md §3.2).
+The output is what goes on the wire: only the keys left with a value, hashed keys as
+de-duplicated non-empty lists, legacy keys as one hashed string, plain keys as trimmed strings.
+:func:`avro_user_data` gives it the shape of ``capi_event.v1.avsc``'s ``HashedUserData`` (every
+field, ``[]`` or None when absent). Plain keys are never hashed and never case-changed (``fbc``
+is case-sensitive, CAPI.md §3.2).
 """
 
 from __future__ import annotations
@@ -85,6 +86,22 @@ _KIND: Final[dict[str, int]] = {
 _SINGLE_NONE: Final[dict[str, None]] = dict.fromkeys((*LEGACY_HASHED_KEYS, *PLAIN_KEYS))
 
 
+#: The ``HashedUserData`` record with nothing in it, in the schema's field order.
+EMPTY_USER_DATA: Final[Mapping[str, Any]] = MappingProxyType(
+    {**{key: [] for key in HASHED_KEYS}, **_SINGLE_NONE}
+)
+
+
+def avro_user_data(compact: Mapping[str, Any]) -> dict[str, Any]:
+    """``compact`` (what :func:`normalize_user_data` returns) with every field of the record.
+
+    ``{"em": ["62a1…"]}`` → ``{"em": ["62a1…"], "ph": [], …, "client_ip_address": None, …}``.
+    """
+    out = {key: [] if type(value) is list else value for key, value in EMPTY_USER_DATA.items()}
+    out.update(compact)
+    return out
+
+
 def normalize_user_data(
     raw: object,
     *,
@@ -93,28 +110,14 @@ def normalize_user_data(
     hash_external_id: bool,
     warnings: list[str],
 ) -> tuple[dict[str, Any], list[str]]:
-    """The ``HashedUserData`` record for a raw ``user_data``, and the keys left with a value.
+    """The wire ``user_data`` for a raw one (only keys with a value), and those keys.
 
-    Warnings are appended to ``warnings``. The second list feeds the matching baseline
+    Keys come in the raw record's order (the schema's, for a decoded record). Warnings are
+    appended to ``warnings``. The second list feeds the matching baseline
     (:func:`stream.core.validate.check_match_keys`), so it is not computed twice.
     """
     source = raw if type(raw) is dict or isinstance(raw, Mapping) else _EMPTY
-    # Every field of the record, empty; only the keys that carry a value are visited below.
-    out: dict[str, Any] = {
-        "em": [],
-        "ph": [],
-        "fn": [],
-        "ln": [],
-        "db": [],
-        "ge": [],
-        "ct": [],
-        "st": [],
-        "zp": [],
-        "country": [],
-        "external_id": [],
-    }
-    out.update(_SINGLE_NONE)
-    present: list[str] = []
+    out: dict[str, Any] = {}
     ctx: KeyContext | None = None
     for key, values in source.items():
         if not values:
@@ -124,7 +127,6 @@ def normalize_user_data(
             text = _plain(values)
             if text is not None:
                 out[key] = text
-                present.append(key)
             continue
         if kind is None:
             continue
@@ -134,7 +136,6 @@ def normalize_user_data(
             one = hash_value(key, values, ctx, warnings)
             if one is not None:
                 out[key] = one
-                present.append(key)
             continue
         if key == "external_id" and not hash_external_id:
             hashed = _raw_ids(values)
@@ -150,5 +151,4 @@ def normalize_user_data(
                     hashed.append(one)
         if hashed:
             out[key] = hashed
-            present.append(key)
-    return out, present
+    return out, list(out)
