@@ -88,7 +88,7 @@ class _Run:
 class _Partition:
     """One assigned partition: its runs and watermark; replaced, never reused, on re-assign."""
 
-    __slots__ = ("committed", "live", "next_offset", "pending", "runs", "tp")
+    __slots__ = ("committed", "live", "next_offset", "pending", "read_end", "runs", "tp")
 
     def __init__(self, tp: TopicPartition) -> None:
         self.tp = tp
@@ -97,6 +97,7 @@ class _Partition:
         self.pending = 0
         self.next_offset: int | None = None  # last contiguous settled offset + 1
         self.committed: int | None = None  # the next_offset Kafka last confirmed
+        self.read_end: int | None = None  # the offset after the last one read
 
 
 class Settlement:
@@ -184,6 +185,8 @@ class Settlement:
             run.left += 1
             part.pending += 1
             out.append(event)
+        for tp, run in batch_runs.items():
+            parts[tp].read_end = run.end
         self._pending += len(out) - out.count(None)
         return out
 
@@ -245,6 +248,11 @@ class Settlement:
         """The ``next_offset`` of ``tp`` Kafka last confirmed here."""
         part = self._parts.get(tp)
         return None if part is None else part.committed
+
+    def read_end(self, tp: TopicPartition) -> int | None:
+        """The offset after the last one read from ``tp`` (None: nothing read yet)."""
+        part = self._parts.get(tp)
+        return None if part is None else part.read_end
 
     def pending_count(self, tp: TopicPartition | None = None) -> int:
         """Unsettled events: in one partition, or in all of them."""

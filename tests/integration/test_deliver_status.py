@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.sim import SimConfig, Simulator
 from tests.brokers.provision import free_port
 from tests.integration.helpers import (

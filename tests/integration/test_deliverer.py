@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from stream import schemas
 from stream.core.codec import AvroCodec
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, PoisonRule, SimConfig, Simulator
 from tests.integration.helpers import (
     enriched_value,

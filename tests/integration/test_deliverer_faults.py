@@ -14,7 +14,7 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 
 from stream.config import Settings
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, Latency, SimConfig, Simulator
 from tests.integration.helpers import (
     enriched_value,

@@ -18,7 +18,7 @@ from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
 from stream.core.envelope import MARKER
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.kafka.registry import Registry
 from stream.kafka.serde import build_codecs
 from stream.sim import SimConfig, Simulator

@@ -17,7 +17,7 @@ import pytest
 from stream.core.dead_letter import PREFIX_BYTES, record_size
 from stream.core.envelope import envelope
 from stream.core.normalize import Normalized, normalize_event
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.kafka.serde import Codecs, build_codecs
 from stream.sim import SimConfig, Simulator
 from tests.factories import custom_data, raw_event
@@ -99,12 +99,12 @@ def test_a_dead_letter_the_broker_refuses_stops_the_stage_instead_of_stalling(
     """Had the limit been read wrong, producing the dead letter fails (MSG_SIZE_TOO_LARGE): the
     stage must stop with that error (its supervisor restarts it, nothing is committed past the
     event), never go on with the record tracked and unsettled, silently holding its partition."""
-    import stream.deliverer
+    import stream.deliver.stage
 
     names = names_for(unique)
     create_topics(kafka_bootstrap, names["enriched"], names["dlq"])
     # what a wrong limit would let through: every letter whole, however large
-    monkeypatch.setattr(stream.deliverer, "max_record_bytes", lambda *_, **__: 10**9)
+    monkeypatch.setattr(stream.deliver.stage, "max_record_bytes", lambda *_, **__: 10**9)
     with Simulator(SimConfig(tokens={TOKEN: frozenset({"*"})})) as sim:
         settings = stage_settings(
             kafka_bootstrap, names, access_token=TOKEN,

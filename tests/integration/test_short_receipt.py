@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from stream import schemas
 from stream.core.codec import AvroCodec
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, Latency, SimConfig, Simulator
 from tests.integration.helpers import (
     enriched_value,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from stream.deliverer import GC_GEN0_THRESHOLD, tune_gc
+from stream.deliver.process import GC_GEN0_THRESHOLD, tune_gc
 
 
 def test_tune_gc_freezes_raises_gen0_and_restores() -> None:

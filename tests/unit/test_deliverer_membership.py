@@ -6,7 +6,9 @@ import time
 
 from stream.config import Settings
 from stream.core.errors import KafkaError
-from stream.deliverer import Deliverer, _explain_fencing, consumer_config
+from stream.deliver.process import consumer_config
+from stream.deliver.stage import Deliverer
+from stream.kafka.poll_bridge import explain_fencing
 
 
 def _settings(**values: object) -> Settings:
@@ -83,9 +85,9 @@ def test_a_fenced_static_member_is_told_what_to_change() -> None:
         "same group.instance.id",
         fatal=True,
     )
-    explained = _explain_fencing(fenced)
+    explained = explain_fencing(fenced)
     assert isinstance(explained, KafkaError)
     assert explained.fatal
     assert "--worker" in str(explained)
     other = KafkaError("consuming: something else")
-    assert _explain_fencing(other) is other
+    assert explain_fencing(other) is other

@@ -1,0 +1,150 @@
+"""When and how the deliver stage commits, and when it stops reading: the checkpoint.
+
+The commit protocol (:meth:`Checkpoint.commit`) has numbered steps. It runs as soon as a
+partition's watermark advances, coalesced to at most one commit every ``min_interval_s`` (so
+right after an accepted batch or a dead letter), on revoke and at shutdown: a ``kill -9``
+re-sends at most what was in flight plus what was settled in the last ``min_interval_s``.
+
+Backpressure is data, not a sleep: past ``max_pending`` unsettled events the consumer's
+partitions are paused; at or below ``resume_pending`` they are resumed. A lane that cannot
+deliver therefore holds memory at about ``max_pending`` events, however long it stays down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+
+from stream.core.errors import KafkaError
+from stream.core.records import TopicPartition
+from stream.core.sensors import NullSensor, Sensor
+from stream.core.settlement import Settlement
+from stream.logs import get_logger
+
+log = get_logger("capi_stream.deliverer")
+
+Partitions = Collection[TopicPartition]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointLimits:
+    """The checkpoint's part of the deliverer settings."""
+
+    min_interval_s: float = 0.25  # between two commits: coalesces a burst of settled batches
+    retry_interval_s: float = 2.0  # after a failed commit
+    max_pending: int = 20_000
+    resume_pending: int = 10_000
+
+
+class Checkpoint:
+    """Commits the settlement's watermarks and pauses the consumer when too much is pending.
+
+    ``flush`` waits for every dead letter and ledger record (blocking: it runs in a thread);
+    ``commit`` commits ``next_offset`` per partition; ``pause`` and ``resume`` return at once.
+    """
+
+    def __init__(
+        self,
+        settlement: Settlement,
+        *,
+        flush: Callable[[], None],
+        commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
+        pause: Callable[[Partitions], None],
+        resume: Callable[[Partitions], None],
+        limits: CheckpointLimits,
+        on_error: Callable[[BaseException], None],
+        sensor: Sensor | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settlement = settlement
+        self._flush = flush
+        self._commit = commit
+        self._pause = pause
+        self._resume = resume
+        self._limits = limits
+        self._on_error = on_error
+        self._sensor: Sensor = sensor or NullSensor()
+        self._monotonic = monotonic
+        self._running: asyncio.Task[None] | None = None
+        self._next_at = 0.0  # monotonic; no commit starts before
+        self.paused = False
+        self.max_pending = 0
+
+    def maybe_commit(self) -> None:
+        """Start a commit in the background when a watermark moved (coalesced, one at a time).
+
+        After a failed commit the next try waits ``retry_interval_s``.
+        """
+        if self._running is not None or self._monotonic() < self._next_at:
+            return
+        if not self._settlement.committable():
+            return
+        task = asyncio.create_task(self._coalesced())
+        self._running = task
+        task.add_done_callback(self._done)
+
+    async def commit(self) -> bool:
+        """The commit protocol; False when the commit failed and should be tried again.
+
+        1. flush the producer and check that every dead letter reached Kafka (bounded: a flush
+           that cannot finish in time raises, and the stage exits for its supervisor)
+        2. take each partition's next_offset from the watermark (only contiguous settled offsets)
+        3. commit those offsets synchronously; a partition error raises
+        4. record them as committed
+        """
+        await asyncio.to_thread(self._flush)  # 1
+        next_offsets = self._settlement.committable()  # 2
+        if not next_offsets:
+            return True
+        try:
+            await self._commit(next_offsets)  # 3
+        except KafkaError as exc:
+            if exc.fatal:
+                raise
+            # a rebalance or a coordinator move: the offsets stay committable for the next try
+            log.warning("commit failed; will retry", error=str(exc))
+            return False
+        self._settlement.mark_committed(next_offsets)  # 4
+        self._sensor.count("commits")
+        return True
+
+    async def revoked(self, tps: Partitions) -> dict[TopicPartition, int]:
+        """The revoke's part of the protocol: steps 1 and 2 for ``tps``, which are forgotten.
+
+        Step 3 is the caller's (the rebalance callback commits on the consumer's thread).
+        """
+        await asyncio.to_thread(self._flush)  # dead letters first, as in commit()
+        next_offsets, abandoned = self._settlement.revoke(tps)
+        log.info("revoked", partitions=len(tps), abandoned=abandoned)
+        return next_offsets
+
+    async def wait(self) -> None:
+        """Wait for a commit running in the background (shutdown)."""
+        if self._running is not None:
+            await asyncio.wait({self._running})
+
+    def backpressure(self) -> None:
+        """Pause or resume the owned partitions for the number of unsettled events."""
+        pending = self._settlement.pending_count()
+        self.max_pending = max(self.max_pending, pending)
+        limits = self._limits
+        if not self.paused and pending >= limits.max_pending:
+            self.paused = True
+            self._pause(self._settlement.assigned())
+            log.warning("paused: too many pending events", pending=pending)
+        elif self.paused and pending <= limits.resume_pending:
+            self.paused = False
+            self._resume(self._settlement.assigned())
+            log.info("resumed", pending=pending)
+
+    async def _coalesced(self) -> None:
+        self._next_at = self._monotonic() + self._limits.min_interval_s
+        if not await self.commit():
+            self._next_at = self._monotonic() + self._limits.retry_interval_s
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._on_error(exc)

@@ -1,0 +1,153 @@
+"""What settles an event: Meta's acceptance (and its ledger record) or a dead letter.
+
+The sender decides; :class:`Settler` records the decision in the settlement, produces the dead
+letters (with the event's real attempt count and first failure time) and the optional
+delivery ledger, and keeps the totals. Every method first asks the settlement whether the
+event is still owed by this assignment: a completion that comes back after a revoke settles
+nothing (the new owner sends its own copy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from stream.core.dead_letter import dead_letter, letter_record
+from stream.core.delivery_rules import Failure
+from stream.core.graph_response import Accepted
+from stream.core.sensors import NullSensor, Sensor
+from stream.core.settlement import Settlement, Unsettled
+from stream.core.window import LaneKey, PendingEvent
+from stream.deliver.stats import DelivererStats
+from stream.logs import get_logger
+
+log = get_logger("capi_stream.deliverer")
+
+Items = tuple[PendingEvent, ...]
+#: Queue one record: topic, key, value, headers (the producer's delivery is checked at commit).
+Produce = Callable[[str, bytes | None, bytes, Sequence[tuple[str, bytes]]], None]
+
+
+class Settler:
+    """Settles events for the sender and the intake, on the loop's thread."""
+
+    def __init__(
+        self,
+        settlement: Settlement,
+        produce: Produce,
+        *,
+        encode_letter: Callable[[Mapping[str, Any]], bytes],  # the letter: an Avro record
+        max_record: int | None,
+        dlq_topic: str,
+        ledger_topic: str | None = None,
+        on_settled: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        sensor: Sensor | None = None,
+        stats: DelivererStats | None = None,
+    ) -> None:
+        self._settlement = settlement
+        self._produce = produce
+        self._encode_letter = encode_letter
+        self._max_record = max_record
+        self._dlq_topic = dlq_topic
+        self._ledger_topic = ledger_topic
+        self._on_settled = on_settled
+        self._clock = clock
+        self._sensor: Sensor = sensor or NullSensor()
+        self.stats = stats or DelivererStats()
+
+    # -- the sender's Outcomes ---------------------------------------------------------------
+
+    def live(self, items: Items) -> Items:
+        """Drop settled and revoked events; dead-letter those that reached their age limit."""
+        current, now = self._settlement.current, self._clock()
+        live = []
+        for item in items:
+            entry = item.entry
+            if entry is None or not current(entry):
+                continue
+            if item.expires_at <= now:
+                why = "event reached Meta's age limit while retrying"
+                self.dead(item, Failure("expired", why, None, item.lane.pixel_id, item.event_id,
+                                        item.event_name))  # fmt: skip
+                continue
+            live.append(item)
+        return tuple(live)
+
+    def failed(self, items: Items) -> None:
+        """One more failed attempt on each event, and the time of its first."""
+        now_ms = int(self._clock() * 1000)
+        for item in items:
+            if item.entry is not None:
+                item.entry.failed(now_ms)
+
+    def accepted(self, lane: LaneKey, items: Items, answer: Accepted, attempts: int) -> None:
+        """Meta took ``items`` in full: settle this destination of each; the ledger record."""
+        now = self._clock()
+        settle, stats = self._settlement.settle_destination, self.stats
+        latencies = stats.latencies_s
+        for item in items:
+            entry = item.entry
+            if entry is not None and settle(entry):
+                stats.delivered += 1
+                if entry.record.timestamp_ms:
+                    # from the enriched record's produce time to Meta's answer
+                    latencies.append(now - entry.record.timestamp_ms / 1000)
+        self._on_settled()
+        self._sensor.count("events_posted", len(items), pixel=lane.pixel_id)
+        self._sensor.count("events_received", answer.events_received or 0, pixel=lane.pixel_id)
+        offsets = offset_ranges(items)
+        delivery: dict[str, object] = {
+            "pixel_id": lane.pixel_id, "destination": lane.destination,
+            "test_event_code": lane.test_event_code, "events_sent": len(items),
+            "events_received": answer.events_received, "fbtrace_id": answer.fbtrace_id,
+            "offsets": offsets, "attempts": attempts, "delivered_at": now,
+        }  # fmt: skip
+        log.info("batch delivered", **delivery)
+        if self._ledger_topic is not None:
+            # compacted: one record per batch, keyed by where its events came from
+            key = f"{lane.pixel_id}/{sorted(offsets.items())[0]}".encode()
+            self._produce(self._ledger_topic, key, orjson.dumps(delivery), ())
+
+    def dead(self, item: PendingEvent, failure: Failure) -> None:
+        """Dead-letter one event the sender gave up on (all its destinations settle)."""
+        if item.entry is not None:
+            self.dead_entry(item.entry, failure)
+
+    # -- the intake's ------------------------------------------------------------------------
+
+    def dead_entry(self, entry: Unsettled, failure: Failure) -> None:
+        """Produce the dead letter of ``entry`` and settle it; nothing when it is not owed.
+
+        The offset is settled now, but committed only after step 1 of the commit protocol
+        confirms the letter reached Kafka.
+        """
+        if not self._settlement.current(entry):
+            return
+        now_ms = int(self._clock() * 1000)
+        letter = dead_letter(
+            stage="deliver", reason=failure.reason, message=failure.message, record=entry.record,
+            now_ms=now_ms, first_failure_ms=entry.first_failure_ms,
+            meta_error=failure.meta_error, pixel_id=failure.pixel_id, event_id=failure.event_id,
+            event_name=failure.event_name, attempts=entry.attempts,
+        )  # fmt: skip
+        out = letter_record(letter, self._encode_letter, self._max_record)
+        self._produce(self._dlq_topic, out.key, out.value, out.headers)
+        self.stats.dead_lettered += 1
+        self._sensor.count("dead_lettered", stage="deliver", reason=failure.reason)
+        self._settlement.settle(entry)
+        self._on_settled()
+
+
+def offset_ranges(items: Items) -> dict[str, list[int]]:
+    """First and last offset per partition of a batch, for the delivery record."""
+    spans: dict[str, list[int]] = {}
+    for item in items:
+        name = f"{item.tp.topic}[{item.tp.partition}]"
+        span = spans.setdefault(name, [item.offset, item.offset])
+        span[0] = min(span[0], item.offset)
+        span[1] = max(span[1], item.offset)
+    return spans

@@ -1,0 +1,132 @@
+"""What the deliver stage reports about its lanes: gauges for ``/metrics``, rows for ``/status``.
+
+Both come from one pass over the unsettled events (O(pending), every report interval, on the
+loop's thread): per lane its pending events, the age of the oldest (now minus ``event_time``:
+Meta's limit applies to it) and how long the oldest has waited in the stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from stream.core.errors import KafkaError
+from stream.core.records import TopicPartition
+from stream.core.sensors import Sensor
+from stream.core.settlement import Settlement, Unsettled
+from stream.core.status import LaneStatus
+from stream.core.window import LaneKey
+from stream.deliver.lanes import Lane
+
+
+@dataclass(slots=True)
+class _Oldest:
+    pending: int = 0
+    event_time: float | None = None
+    arrived_at: float | None = None
+
+    def add(self, entry: Unsettled) -> None:
+        self.pending += 1
+        if entry.event_time is not None and (
+            self.event_time is None or entry.event_time < self.event_time
+        ):
+            self.event_time = entry.event_time
+        if self.arrived_at is None or entry.arrived_at < self.arrived_at:
+            self.arrived_at = entry.arrived_at
+
+
+@dataclass(slots=True)
+class LaneReport:
+    """Per lane and per pixel: pending events, the oldest's event time and arrival."""
+
+    lanes: dict[Hashable, _Oldest] = field(default_factory=dict)
+    pixels: dict[str, _Oldest] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, unsettled: Iterable[Unsettled]) -> LaneReport:
+        """One pass over the unsettled events."""
+        report = cls()
+        lanes, pixels = report.lanes, report.pixels
+        for entry in unsettled:
+            for lane in entry.lanes:
+                oldest = lanes.get(lane)
+                if oldest is None:
+                    oldest = lanes[lane] = _Oldest()
+                oldest.add(entry)
+            if entry.pixel_id is not None:
+                oldest = pixels.get(entry.pixel_id)
+                if oldest is None:
+                    oldest = pixels[entry.pixel_id] = _Oldest()
+                oldest.add(entry)
+        return report
+
+    def statuses(self, lanes: Mapping[LaneKey, Lane], now: float) -> list[LaneStatus]:
+        """A row per lane that has a state or pending events, sorted by pixel."""
+        rows = []
+        for key, lane in lanes.items():
+            oldest = self.lanes.get(key, _Oldest())
+            rows.append(lane.status(
+                pending=oldest.pending, oldest_event_age_s=_age(now, oldest.event_time),
+                oldest_wait_s=_age(now, oldest.arrived_at),
+            ))  # fmt: skip
+        for lane_key, oldest in self.lanes.items():
+            if lane_key in lanes or not isinstance(lane_key, LaneKey):
+                continue
+            key = lane_key
+            rows.append(LaneStatus(  # events waiting in a window; no request made yet
+                pixel_id=key.pixel_id, test_event_code=key.test_event_code,
+                destination=key.destination, state="running", pending=oldest.pending,
+                oldest_event_age_s=_age(now, oldest.event_time),
+                oldest_wait_s=_age(now, oldest.arrived_at),
+            ))  # fmt: skip
+        rows.sort(key=lambda r: (r.pixel_id, r.destination, r.test_event_code or ""))
+        return rows
+
+    def gauges(self, sensor: Sensor, seen: set[str], now: float) -> None:
+        """``oldest_pending_age_seconds`` and ``oldest_pending_wait_seconds`` per pixel.
+
+        A pixel seen before and with nothing pending now reports 0 (a gauge left at its last
+        value would alert for ever); ``seen`` grows by the pixels reported.
+        """
+        seen.update(self.pixels)
+        for pixel in seen:
+            oldest = self.pixels.get(pixel, _Oldest())
+            sensor.gauge("oldest_pending_age_seconds", _age(now, oldest.event_time) or 0.0,
+                         pixel=pixel)  # fmt: skip
+            sensor.gauge("oldest_pending_wait_seconds", _age(now, oldest.arrived_at) or 0.0,
+                         pixel=pixel)  # fmt: skip
+
+
+async def stage_gauges(
+    sensor: Sensor,
+    settlement: Settlement,
+    *,
+    in_flight: int,
+    halted: int,
+    high_watermarks: Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]] | None,
+) -> None:
+    """The stage's gauges: in flight, pending, halted lanes, partitions, commit and consumer lag.
+
+    Consumer lag is read from the consumer's cached end offsets (no broker call), through the
+    poll thread; it is skipped when the consumer does not answer.
+    """
+    sensor.gauge("in_flight", in_flight)
+    sensor.gauge("pending", settlement.pending_count())
+    sensor.gauge("lanes_halted", halted)
+    assigned = settlement.assigned()
+    sensor.gauge("assigned_partitions", len(assigned), stage="deliver")
+    read = {tp: end for tp in assigned if (end := settlement.read_end(tp)) is not None}
+    lag = sum(end - (settlement.committed(tp) or end) for tp, end in read.items())
+    sensor.gauge("commit_lag", max(lag, 0), stage="deliver")
+    if high_watermarks is None:
+        return
+    try:
+        ends = await high_watermarks(assigned)
+    except KafkaError:
+        return
+    lag = sum(max(end - read.get(tp, end), 0) for tp, end in ends.items())
+    sensor.gauge("consumer_lag", lag, stage="deliver")
+
+
+def _age(now: float, then: float | None) -> float | None:
+    return None if then is None else max(now - then, 0.0)

@@ -1,0 +1,104 @@
+"""The checkpoint: the commit protocol's steps in order, a failed commit kept for the next try,
+and backpressure that pauses and resumes the owned partitions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stream.core.errors import KafkaError
+from stream.core.records import TopicPartition
+from stream.deliver.checkpoint import Checkpoint, CheckpointLimits
+from tests.unit.deliver.helpers import TP, parts
+
+
+class Kafka:
+    """What the checkpoint calls: a log of flushes, commits, pauses and resumes."""
+
+    def __init__(self, fail: KafkaError | None = None) -> None:
+        self.calls: list[object] = []
+        self.fail = fail
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.calls.append(("commit", dict(offsets)))
+
+    def pause(self, tps: object) -> None:
+        self.calls.append(("pause", sorted(tps)))  # type: ignore[call-overload]
+
+    def resume(self, tps: object) -> None:
+        self.calls.append(("resume", sorted(tps)))  # type: ignore[call-overload]
+
+
+def checkpoint(kafka: Kafka, settlement: object, **limits: int) -> Checkpoint:
+    errors: list[BaseException] = []
+    return Checkpoint(
+        settlement, flush=kafka.flush, commit=kafka.commit, pause=kafka.pause,  # type: ignore[arg-type]
+        resume=kafka.resume, limits=CheckpointLimits(**limits), on_error=errors.append,
+    )  # fmt: skip
+
+
+def test_commit_flushes_first_then_commits_the_watermark_and_records_it() -> None:
+    """Step 1 flush, steps 2-3 commit next_offset, step 4: nothing left to commit."""
+    settlement, _, _, items = parts(3)
+    for item in items[:2]:
+        assert item.entry is not None
+        settlement.settle(item.entry)
+    kafka = Kafka()
+    assert asyncio.run(checkpoint(kafka, settlement).commit())
+    assert kafka.calls == ["flush", ("commit", {TP: 2})]
+    assert settlement.committable() == {}
+
+
+def test_a_failed_commit_keeps_the_offsets_for_the_next_try() -> None:
+    """A retriable commit error returns False and the watermark stays committable."""
+    settlement, _, _, items = parts(1)
+    assert items[0].entry is not None
+    settlement.settle(items[0].entry)
+    kafka = Kafka(fail=KafkaError("coordinator moved", retriable=True))
+    assert not asyncio.run(checkpoint(kafka, settlement).commit())
+    assert settlement.committable() == {TP: 1}
+
+
+def test_a_fatal_commit_error_is_raised() -> None:
+    """A fatal error (fenced, say) stops the stage instead of retrying."""
+    settlement, _, _, items = parts(1)
+    assert items[0].entry is not None
+    settlement.settle(items[0].entry)
+    kafka = Kafka(fail=KafkaError("fenced", fatal=True))
+    with pytest.raises(KafkaError, match="fenced"):
+        asyncio.run(checkpoint(kafka, settlement).commit())
+
+
+def test_backpressure_pauses_at_max_pending_and_resumes_at_the_low_water_mark() -> None:
+    """4 pending with max 4: paused once; settling down to 2 (resume_pending) resumes."""
+    settlement, _, _, items = parts(4)
+    kafka = Kafka()
+    subject = checkpoint(kafka, settlement, max_pending=4, resume_pending=2)
+    subject.backpressure()
+    subject.backpressure()
+    assert kafka.calls == [("pause", [TP])]
+    assert subject.paused
+    for item in items[:2]:
+        assert item.entry is not None
+        settlement.settle(item.entry)
+        subject.backpressure()
+    assert kafka.calls == [("pause", [TP]), ("resume", [TP])]
+    assert not subject.paused
+    assert subject.max_pending == 4
+
+
+def test_revoke_flushes_and_hands_back_the_uncommitted_watermark() -> None:
+    """On revoke the dead letters are flushed first, then the partition's next_offset returns."""
+    settlement, _, _, items = parts(2)
+    assert items[0].entry is not None
+    settlement.settle(items[0].entry)
+    kafka = Kafka()
+    assert asyncio.run(checkpoint(kafka, settlement).revoked([TP])) == {TP: 1}
+    assert kafka.calls == ["flush"]
+    assert settlement.pending_count() == 0
