@@ -376,8 +376,15 @@ def _operator_tools() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ]:
     from stream import dlq, publish, replay, status_cli
+    from stream.quality import cli as quality_cli
 
-    return [publish.add_parser, replay.add_parser, dlq.add_parser, status_cli.add_parser]
+    return [
+        publish.add_parser,
+        replay.add_parser,
+        dlq.add_parser,
+        status_cli.add_parser,
+        quality_cli.add_parser,
+    ]
 
 
 # each operator tool adds its own subcommand, keeping this file thin
