@@ -215,7 +215,8 @@ class SimConfig:
     set, every Graph request must carry a valid ``appsecret_proof``. ``report_event_index``
     names the offending event in errors; Meta does not always, so turn it off to exercise a
     client's bisection. ``future_tolerance_seconds`` is how far ahead of the server's clock an
-    ``event_time`` may be.
+    ``event_time`` may be. ``access_log`` logs one line per request: method, path (never the
+    query, which may hold a token), pixel, events in the body, status and time taken.
     """
 
     tokens: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -223,6 +224,7 @@ class SimConfig:
     app_secret: str | None = field(default=None, repr=False)
     report_event_index: bool = True
     journal: bool = False
+    access_log: bool = False
     future_tolerance_seconds: int = 600
     max_body_bytes: int = 64 * 1024 * 1024
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -256,11 +258,13 @@ def config_from_options(
     seed: int | None = None,
     faults: Iterable[str] = (),
     base: SimConfig | None = None,
+    access_log: bool | None = None,
 ) -> SimConfig:
     """Build settings from the ``capi-stream sim`` options on top of ``base`` (a config file).
 
     ``tokens`` are ``TOKEN=PIXEL[,PIXEL]`` (``TOKEN=*`` for every pixel); ``faults`` are
-    ``KIND=RATE``; ``latency`` is read by :meth:`Latency.parse`.
+    ``KIND=RATE``; ``latency`` is read by :meth:`Latency.parse`; ``access_log`` None keeps the
+    base's choice.
     """
     config = base or SimConfig()
     token_map = dict(config.tokens)
@@ -284,4 +288,5 @@ def config_from_options(
         except ValueError as exc:
             raise ConfigError(f"--fault expects KIND=RATE, got {item!r}") from exc
     secret = app_secret if app_secret is not None else config.app_secret
-    return replace(config, tokens=token_map, app_secret=secret, faults=plan)
+    logged = config.access_log if access_log is None else access_log
+    return replace(config, tokens=token_map, app_secret=secret, faults=plan, access_log=logged)

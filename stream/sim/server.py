@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import socket
 import struct
+import time
 from http import HTTPStatus
 from typing import Final
 
 from stream.sim.app import Hang, Request, SimApp
-from stream.sim.graph import Response
+from stream.sim.graph import BodyError, Response, decode_body
+
+#: ``capi-stream sim --access-log``: one line per request, never a token (see :func:`access_line`).
+access_log = logging.getLogger("capi_stream.sim.access")
 
 #: StreamReader buffer: large enough that a 1,000-event body (~0.5 MB) is read without the
 #: reader pausing and resuming the socket dozens of times.
 STREAM_LIMIT: Final = 4 * 1024 * 1024
 _MAX_HEAD: Final = 64 * 1024
 _REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
+#: ``/v25.0/PIXEL/events`` or the Gateway's ``/capi/PIXEL/events``: the pixel of a request.
+_PIXEL_PATH: Final = re.compile(r"/(?:v\d+\.\d+|capi)/([^/]+)/events")
 
 
 class _BadRequest(Exception):
@@ -151,6 +159,7 @@ class HttpServer:
         self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool
     ) -> bool:
         """Answer one request; False when the connection must end (a hang or a reset)."""
+        began = time.monotonic()
         plan = self.app.admit(request)
         if plan.delay > 0:
             await asyncio.sleep(plan.delay)
@@ -158,15 +167,23 @@ class HttpServer:
         if isinstance(outcome, Response):
             writer.write(_encode(outcome, keep_alive))
             await writer.drain()
+            self._logged(request, str(outcome.status), began)
             return True
         if isinstance(outcome, Hang):
             await asyncio.sleep(outcome.seconds)
             if outcome.response is not None:
                 writer.write(_encode(outcome.response, False))
                 await writer.drain()
+            answer = "hang" if outcome.response is None else f"{outcome.response.status} (hang)"
+            self._logged(request, answer, began)
             return False
         _reset(writer)
+        self._logged(request, "reset", began)
         return False
+
+    def _logged(self, request: Request, status: str, began: float) -> None:
+        if self.app.config.access_log:
+            access_log.info(access_line(request, status, time.monotonic() - began))
 
     async def close(self, server: asyncio.Server) -> None:
         """Stop listening, end every connection (hung ones too) and let their sockets close."""
@@ -179,6 +196,25 @@ class HttpServer:
         # transports finish closing on the next loop iterations; run them before the loop ends
         for _ in range(3):
             await asyncio.sleep(0)
+
+
+def access_line(request: Request, status: str, seconds: float) -> str:
+    """``POST /v25.0/123/events pixel=123 events=1000 status=200 ms=52``.
+
+    The path only: the query string may carry ``access_token``, and the body (read only for its
+    event count) holds the token and customer data.
+    """
+    match = _PIXEL_PATH.fullmatch(request.path)
+    pixel = match.group(1) if match is not None else "-"
+    events = "-"
+    if match is not None and request.body:
+        try:
+            data = decode_body(request.headers.get("content-type", ""), request.body).get("data")
+        except BodyError:
+            data = None
+        events = str(len(data)) if isinstance(data, list) else "-"
+    return (f"{request.method} {request.path} pixel={pixel} events={events} status={status} "
+            f"ms={seconds * 1000:.0f}")  # fmt: skip
 
 
 async def start(server: HttpServer, host: str, port: int) -> asyncio.Server:

@@ -190,6 +190,11 @@ async def _serve(app: SimApp, host: str, port: int, on_ready: Callable[[str], No
     if on_ready is not None:
         on_ready(url)
     log.info("CAPI simulator listening on %s (%d tokens configured)", url, len(app.config.tokens))
+    if not app.config.tokens:
+        log.warning(
+            "no access token configured: any non-empty token is accepted for any pixel; "
+            "give --token TOKEN=PIXEL[,PIXEL] (or TOKEN=*) to check tokens as Graph does"
+        )
     try:
         await stopping.wait()
     finally:
