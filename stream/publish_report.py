@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from stream.core import rejects
-from stream.core.csv_map import RowError
 from stream.core.errors import ConfigError, EncodeError
+from stream.core.row_errors import RowError
 
 SHOWN_LINES = 20
 SHOWN_PER_CODE = 50

@@ -60,14 +60,13 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import orjson
 
-from stream.core.errors import EncodeError
+from stream.core.row_errors import FieldProblem, RowError
 from stream.core.value_forms import (
     DEFAULT_FORMS,
     ValueForms,
@@ -122,47 +121,6 @@ def user_help() -> str:
     """The column table and its notes from this module's docstring, for ``publish --help``."""
     doc = __doc__ or ""
     return doc[doc.index("| column") :]
-
-
-@dataclass(frozen=True, slots=True)
-class FieldProblem:
-    """Why one column or field of a row was refused: a stable ``reason`` code and, for an
-    invalid value, the forms that would have been ``accepted`` (never the value itself).
-
-    Reasons: ``unknown_column``, ``invalid_value``, ``given_twice``, ``missing_field``,
-    ``invalid_json``, ``not_an_object``.
-    """
-
-    field: str
-    reason: str
-    accepted: str = ""
-
-    def __str__(self) -> str:
-        if self.reason == "given_twice":
-            return f"{self.field} (given twice)"
-        return f"{self.field} (expected {self.accepted})" if self.accepted else self.field
-
-
-class RowError(EncodeError):
-    """Raised when a row cannot become a raw event; names columns and fields, never values."""
-
-    def __init__(self, problem: str, problems: Iterable[FieldProblem | str] = ()) -> None:
-        reason = _REASONS.get(problem, "invalid_row")
-        self.problems = tuple(
-            p if isinstance(p, FieldProblem) else FieldProblem(p, reason) for p in problems
-        )
-        self.fields = tuple(p.field for p in self.problems)
-        self.problem = problem
-        self.reason = reason
-        text = ("; " if reason == "invalid_value" else ", ").join(map(str, self.problems))
-        super().__init__(f"{problem}: {text}" if text else problem)
-
-
-_REASONS: Final = MappingProxyType({
-    "unknown columns": "unknown_column", "invalid values in": "invalid_value",
-    "given twice": "given_twice", "missing": "missing_field", "not valid JSON": "invalid_json",
-    "not a JSON object": "not_an_object",
-})  # fmt: skip
 
 
 _EXTRA_CELL: Final = "<column "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from stream.core.csv_map import RowError
+from stream.core.row_errors import RowError
 
 HEADER: Final = ("line", "field", "reason")
 
