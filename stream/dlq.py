@@ -392,8 +392,7 @@ def _republish(
 
     topic = settings.topics.raw if args.to == "raw" else settings.topics.enriched
     stage, enriched = _TOPIC_STAGE[args.to], args.to == "enriched"
-    expired = _reader(codecs, enriched=enriched).expired  # from the event's first fields
-    margin = _margin(settings, stage)
+    expired = _reader(codecs, enriched=enriched).expiry(now, _margin(settings, stage))
     decode = codecs.dlq.decode
     reasons = frozenset(args.reason)
 
@@ -417,7 +416,8 @@ def _republish(
             # a letter shrunk to fit the broker holds only a prefix: republishing it would
             # put a corrupt record on the topic (get the original from its producer instead)
             else "truncated" if letter.get("original_truncated")
-            else "past_meta_age_limit" if expired(original, now, margin)
+            # from the event's first fields: the original is not decoded
+            else "past_meta_age_limit" if expired(original)
             else "republished"
         )  # fmt: skip
         if outcome != "republished":

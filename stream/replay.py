@@ -132,19 +132,17 @@ def copy_range(
     tally = Tally()
     margin = stage.margin_s
     with _reading(settings, stage, ranges, "replay", show_progress=show_progress) as (facts, bar):
-        expired = facts.expired
+        expired = facts.expiry(now, margin)
 
         def decide(
             value: bytes | None, key: bytes | None, headers: RawHeaders, where: str
         ) -> tuple[str, Output | None]:
             if pixel is None:
                 # the time alone decides most records: no event is decoded (prefix_facts)
-                verdict = expired(value, now, margin)
-                outcome = (
-                    _unreadable(value, pixel) if verdict is None
-                    else "expired_skipped" if verdict
-                    else "copied"
-                )  # fmt: skip
+                verdict = expired(value)
+                if verdict is False:
+                    return "copied", replay_copy(value, key, headers, where)
+                outcome = "expired_skipped" if verdict else _unreadable(value, pixel)
             else:
                 outcome = _outcome(value, facts.facts(value, need_pixel=True), stage, pixel, now)
             if outcome in _COPIED:
@@ -187,8 +185,9 @@ def scan_rewind(
     leading = set(ranges)
     with _reading(settings, stage, ranges, "scan", show_progress=show_progress) as (reader, bar):
         on_batch = lambda done, n: bar.update(done, count=n)  # noqa: E731
+        expiry = reader.expiry(now, stage.margin_s)
         for record in read_ranges(settings, stage.topic, ranges, on_batch=on_batch):
-            expired = reader.expired(record.value, now, stage.margin_s) is True
+            expired = expiry(record.value) is True
             tally.counts[record.partition, "expired" if expired else "to_reread"] += 1
             if record.partition in leading and expired:
                 starts[record.partition] = record.offset + 1

@@ -11,7 +11,7 @@ enriched record of version 1 (its body does not start with version 2's marker by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stream.core.avro_prefix import PrefixReader, prefix_reader
@@ -64,41 +64,61 @@ class FactsReader:
         offset = self._offset(value)
         if offset is None or self._reader is None or (need_pixel and not self._enriched):
             return self._decoded(value)
+        if self._enriched and value[offset : offset + 1] != MARKER:
+            return self._decoded(value)  # version 1: its own layout
         try:
             found = self._reader.values(value, offset)
         except ValueError:  # also a string that is not UTF-8
             return None
         if self._enriched:
-            marker, pixel, event_time, source = found
-            if marker != MARKER:
-                return self._decoded(value)  # version 1: its own layout
+            _, pixel, event_time, source = found
             return _facts(pixel or self._default_pixel, event_time, source)
         return _facts(self._default_pixel, found[0], found[1])
 
     def expired(self, value: bytes | None, now: float, margin_s: float) -> bool | None:
-        """``facts(value).expired(now, margin_s)``, None if unreadable, mostly from the time
-        alone: younger than 7 days (less the margin) is never expired, older than 62 always;
-        only in between does the source decide."""
-        if value is None:
-            return None
-        offset = 0 if not self._confluent else self._offset(value)
-        if offset is None or self._time is None:
-            return _expired(self._decoded(value), now, margin_s)
-        try:
-            found = self._time.values(value, offset)
-        except ValueError:
-            return None
-        if self._enriched and found[0] != MARKER:
-            return _expired(self._decoded(value), now, margin_s)
-        seconds = found[-2] if self._enriched else found[0]
-        if seconds > MILLISECONDS_ABOVE:  # raw times may be milliseconds
-            seconds //= 1000
-        age = now - seconds
-        if age <= MAX_AGE_SECONDS - margin_s:
-            return False
-        if age > MAX_AGE_PHYSICAL_STORE_SECONDS - margin_s:
-            return True
-        return _expired(self.facts(value), now, margin_s)
+        """``facts(value).expired(now, margin_s)``, None if unreadable (see :meth:`expiry`)."""
+        return self.expiry(now, margin_s)(value)
+
+    def expiry(self, now: float, margin_s: float) -> Callable[[bytes | None], bool | None]:
+        """:meth:`expired` at ``now`` as one function, for a loop over many records.
+
+        Mostly the time alone decides: younger than 7 days (less the margin) is never expired,
+        older than 62 always; only in between does the source decide.
+        """
+        fresh_s, stale_s = MAX_AGE_SECONDS - margin_s, MAX_AGE_PHYSICAL_STORE_SECONDS - margin_s
+        time_of = self._time.values if self._time is not None else None
+        enriched, confluent = self._enriched, self._confluent
+
+        def slow(value: bytes) -> bool | None:
+            facts = self.facts(value)
+            return None if facts is None else facts.expired(now, margin_s)
+
+        def expired(value: bytes | None) -> bool | None:
+            if value is None:
+                return None
+            if time_of is None or confluent:
+                offset = self._offset(value)
+                if offset is None or time_of is None:
+                    return slow(value)
+            else:
+                offset = 0
+            if enriched and value[offset : offset + 1] != MARKER:
+                return slow(value)  # version 1: its own layout
+            try:
+                found = time_of(value, offset)
+            except ValueError:
+                return None
+            seconds = found[-2] if enriched else found[0]
+            if seconds > MILLISECONDS_ABOVE:  # raw times may be milliseconds
+                seconds //= 1000
+            age = now - seconds
+            if age <= fresh_s:
+                return False
+            if age > stale_s:
+                return True
+            return slow(value)
+
+        return expired
 
     def _offset(self, value: bytes) -> int | None:
         """Where the Avro body starts, None when the record is not of our writer schema."""
@@ -119,10 +139,6 @@ class FactsReader:
         # the enriched codec answers version 2's shape for both versions: routing fields on top
         pixel = record.get("pixel_id") or self._default_pixel
         return _facts(pixel, record.get("event_time"), record.get("action_source"))
-
-
-def _expired(facts: EventFacts | None, now: float, margin_s: float) -> bool | None:
-    return None if facts is None else facts.expired(now, margin_s)
 
 
 def _facts(pixel_id: str | None, event_time: object, source: object) -> EventFacts:

@@ -117,10 +117,20 @@ class Copier:
         read, produced, stop = tally.read, tally.produced, -1 if limit is None else limit
         oldest = _NO_TIME if tally.oldest_ms is None else tally.oldest_ms
         try:
-            for batch, done in self._reader.batches(source, ranges):
-                # the loop a hand-written copy has, plus decide and the counts: all per record
-                for msg in batch:
+            for messages, cursor in self._reader.raw_batches(source, ranges):
+                todo, position = cursor.todo, cursor.position
+                # the loop a hand-written copy has, plus the range check, decide and the
+                # counts: Cursor.take inlined, as this runs for every record
+                for msg in messages:
                     partition, offset = msg.partition() or 0, msg.offset() or 0
+                    end = todo.get(partition, -1)
+                    err = msg.error()
+                    if err is not None or offset >= end:
+                        cursor.leave(partition, err)
+                        continue
+                    position[partition] = offset + 1
+                    if offset + 1 == end:
+                        del todo[partition]
                     outcome, out = decide(msg.value(), msg.key(), msg.headers(),
                                           f"{source}[{partition}]@{offset}")  # fmt: skip
                     counts[partition, outcome] += 1
@@ -141,7 +151,7 @@ class Copier:
                 if producer is not None:
                     producer.serve()
                 if on_batch is not None:
-                    on_batch(done, read)
+                    on_batch(cursor.done(), read)
                 if produced == stop:
                     break
             if producer is not None:

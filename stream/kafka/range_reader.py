@@ -83,16 +83,25 @@ class RangeReader:
         self, topic: str, ranges: Ranges, *, stall_timeout_s: float = 60.0
     ) -> Iterator[tuple[list[Message], int]]:
         """See :func:`read_batches`."""
-        todo = {p: end for p, (start, end) in ranges.items() if start < end}
-        if not todo:
+        for messages, cursor in self.raw_batches(topic, ranges, stall_timeout_s=stall_timeout_s):
+            batch = []
+            for msg in messages:
+                if cursor.take(msg):
+                    batch.append(msg)
+            yield batch, cursor.done()
+
+    def raw_batches(
+        self, topic: str, ranges: Ranges, *, stall_timeout_s: float = 60.0
+    ) -> Iterator[tuple[list[Message], Cursor]]:
+        """Each batch as consumed, with the cursor that says which of its messages belong to
+        the ranges (:meth:`Cursor.take`); ends once every partition reached its range's end."""
+        cursor = Cursor(topic, ranges)
+        if not cursor.todo:
             return
-        starts = {p: ranges[p][0] for p in todo}
-        position = dict(starts)  # the next offset per partition
-        total = sum(end - starts[p] for p, end in todo.items())
         consumer = self._consumer
-        consumer.assign([TopicPartition(topic, p, starts[p]) for p in todo])
+        consumer.assign([TopicPartition(topic, p, off) for p, off in cursor.position.items()])
         last_progress = time.monotonic()
-        while todo:
+        while cursor.todo:
             try:
                 # consume() waits its whole timeout for a batch it cannot fill (the end of a
                 # partition): a short one keeps the last batch of a range from idling
@@ -101,12 +110,9 @@ class RangeReader:
                 raise translate(exc, f"reading {topic}") from exc
             if messages:
                 last_progress = time.monotonic()
+                yield messages, cursor
             elif time.monotonic() - last_progress > stall_timeout_s:
                 raise KafkaError(f"reading {topic}: no progress for {stall_timeout_s:.0f}s")
-            batch = _in_range(topic, messages, todo, position)
-            done = total - sum(end - position[p] for p, end in todo.items())
-            if batch or messages:
-                yield batch, done
         consumer.unassign()
 
     def close(self) -> None:
@@ -114,27 +120,38 @@ class RangeReader:
         self._consumer.close()
 
 
-def _in_range(
-    topic: str, messages: list[Message], todo: dict[int, int], position: dict[int, int]
-) -> list[Message]:
-    """The messages of ``todo``'s ranges; partitions that ended leave ``todo``."""
-    batch = []
-    for msg in messages:
-        partition = msg.partition() or 0
+class Cursor:
+    """Where a range read stands: the partitions still to read with their range's end
+    (``todo``), the next offset of each (``position``) and the offsets passed (:meth:`done`)."""
+
+    def __init__(self, topic: str, ranges: Ranges) -> None:
+        self.topic = topic
+        self.todo = {p: end for p, (start, end) in ranges.items() if start < end}
+        self.position = {p: ranges[p][0] for p in self.todo}
+        self.total = sum(end - self.position[p] for p, end in self.todo.items())
+
+    def take(self, msg: Message) -> bool:
+        """Whether ``msg`` is a record of the ranges (then the position moves past it); the
+        end of a partition, or a record past its range, ends that partition's part."""
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        end = self.todo.get(partition, -1)
         err = msg.error()
-        if err is not None:
-            if err.code() != _EOF:
-                raise KafkaError(f"reading {topic}: {err.name()}: {err.str()}")
-            # the partition's end: records aborted or compacted away left a gap
-            todo.pop(partition, None)
-            continue
-        end = todo.get(partition)
-        offset = msg.offset() or 0
-        if end is None or offset >= end:
-            todo.pop(partition, None)
-            continue
-        batch.append(msg)
-        position[partition] = offset + 1
-        if offset + 1 >= end:
-            todo.pop(partition, None)
-    return batch
+        if err is not None or offset >= end:
+            self.leave(partition, err)
+            return False
+        self.position[partition] = offset + 1
+        if offset + 1 == end:
+            del self.todo[partition]
+        return True
+
+    def leave(self, partition: int, err: RdKafkaError | None) -> None:
+        """The partition's part is over: its end was reached (``_PARTITION_EOF``: records
+        aborted or compacted away left a gap before the range's end) or passed; any other
+        error is raised."""
+        if err is not None and err.code() != _EOF:
+            raise KafkaError(f"reading {self.topic}: {err.name()}: {err.str()}")
+        self.todo.pop(partition, None)
+
+    def done(self) -> int:
+        """Offsets passed over all partitions: the ranges' total once every one ended."""
+        return self.total - sum(end - self.position[p] for p, end in self.todo.items())
