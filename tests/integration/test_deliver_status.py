@@ -80,16 +80,25 @@ def test_a_halted_pixel_is_named_with_metas_error(
     assert "Invalid OAuth access token" in bad["last_error"]["message"]
     assert bad["last_error"]["fbtrace_id"]
     assert bad["pending"] == 20
+    assert bad["destination"] == "graph"
     assert bad["last_success_at"] is None
+    assert bad["last_error"]["at"] >= bad["since"] - 1  # recorded as the lane halted
+    # the 20 events are minutes old at most: produced just now, waiting since they were read
+    assert 0 <= bad["oldest_event_age_s"] < 600
+    assert 0 <= bad["oldest_wait_s"] <= bad["oldest_event_age_s"] + 1
     assert ok["state"] == "running"
     assert ok["last_success_at"] is not None
+    assert (ok["pending"], ok["last_error"], ok["oldest_event_age_s"]) == (0, None, None)
     assert doc["ready"] is False
     assert ready.status_code == 503
     assert f"pixel {BAD_PIXEL} halted since" in ready.text
     assert "code 190: Invalid OAuth access token" in ready.text
     assert shown.returncode == 1, shown.stderr
-    assert shown.stdout.splitlines()[0] == "deliver worker 0: NOT READY"
-    assert any(BAD_PIXEL in line and "halted" in line for line in shown.stdout.splitlines())
+    assert shown.stdout.splitlines()[:1] == ["deliver worker 0: NOT READY"], shown.stderr
+    assert any(
+        BAD_PIXEL in line and "halted" in line and "code 190" in line
+        for line in shown.stdout.splitlines()
+    )
     everything = ready.text + shown.stdout + shown.stderr + str(doc)
     everything += (tmp_path / "d.log").read_text()
     assert GOOD not in everything
@@ -101,6 +110,7 @@ def _halted_with_success(doc: dict) -> bool:
     return (
         lanes.get(BAD_PIXEL, {}).get("state") == "halted"
         and lanes.get(OK_PIXEL, {}).get("last_success_at") is not None
+        and lanes.get(OK_PIXEL, {}).get("pending") == 0
     )
 
 
