@@ -23,13 +23,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
+from stream.core.match_quality import CUSTOM, MATCH_KEYS, STANDARD_EVENTS
 from stream.core.sensors import Sensor
 from stream.logs import get_logger
 
@@ -37,7 +44,9 @@ log = get_logger("capi_stream.metrics")
 
 PREFIX: Final = "capi_stream_"
 #: The only label names ever exported; any other label a caller passes is dropped.
-LABELS: Final = frozenset({"stage", "reason", "pixel", "outcome", "kind", "warning"})
+LABELS: Final = frozenset(
+    {"stage", "reason", "pixel", "outcome", "kind", "warning", "event_name", "key", "action_source"}
+)
 #: What an unacceptable label value, or a series past the cap, is exported as.
 OTHER: Final = "other"
 #: Series per metric before new label sets collapse into ``other``.
@@ -96,6 +105,33 @@ METRICS: Final[Mapping[str, MetricSpec]] = {
     "transactions": MetricSpec(
         "counter", "Kafka transactions of the normalize stage, by outcome.", ("outcome",)
     ),
+    # normalize: match keys (stream.core.match_quality), counted per committed batch
+    "events_by_name": MetricSpec(
+        "counter",
+        "Events written to the enriched topic, per pixel and event name (standard names; "
+        "every other name is custom).",
+        ("pixel", "event_name"),
+    ),
+    "match_key_events": MetricSpec(
+        "counter",
+        "Enriched events carrying a customer key after normalization, per pixel, event name "
+        "and key (ip_ua: IP address with user agent); divide by events_by_name for coverage.",
+        ("pixel", "event_name", "key"),
+    ),
+    "derived_event_id": MetricSpec(
+        "counter",
+        "Enriched events whose event_id the stage derived from their content (the producer "
+        "gave none), per pixel, event name and action_source. A website event's derived id "
+        "never matches the browser pixel's eventID, so Meta counts both.",
+        ("pixel", "event_name", "action_source"),
+    ),
+    "match_key_score": MetricSpec(
+        "gauge",
+        "Local match-key score (0-10) of the events enriched in the last report interval, per "
+        "pixel and event name: an estimate from key coverage with documented weights, not "
+        "Meta's Event Match Quality.",
+        ("pixel", "event_name"),
+    ),
     # deliver
     "batches": MetricSpec("counter", "Batches handed to a lane for sending.", ("pixel",)),
     "requests": MetricSpec(
@@ -127,8 +163,15 @@ METRICS: Final[Mapping[str, MetricSpec]] = {
     ),
     "oldest_pending_age_seconds": MetricSpec(
         "gauge",
-        "Age (now minus event_time) of the oldest pending event per pixel; compare with "
-        "capi_stream_event_age_limit_seconds: Meta rejects events past it.",
+        "The EVENT's age (now minus its event_time) of the oldest pending event per pixel: "
+        "what Meta's age limit reads; compare with capi_stream_event_age_limit_seconds, Meta "
+        "rejects events past it. An event 6 days old when published shows 6 days at once.",
+        ("pixel",),
+    ),
+    "oldest_pending_wait_seconds": MetricSpec(
+        "gauge",
+        "How long the oldest pending event per pixel has waited in the deliver stage (now "
+        "minus when the stage read it): a stuck or throttled lane, whatever the events' age.",
         ("pixel",),
     ),
     "event_age_limit_seconds": MetricSpec(
@@ -153,6 +196,10 @@ class PrometheusSensor:
         max_series: int = DEFAULT_MAX_SERIES,
         process_metrics: bool = True,
     ) -> None:
+        # prometheus_client exports a `_created` sample beside every counter and histogram
+        # (the time the series was made): a second series per series that no dashboard or
+        # alert reads. Off for the whole process, which exports only through this class.
+        disable_created_metrics()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.max_series = max_series
         self._lock = threading.Lock()
@@ -283,12 +330,27 @@ class PrometheusSensor:
         log.warning("sensor call ignored", metric=name, problem=what, detail=text)
 
 
+#: Labels whose values form a closed set: anything else is exported as ``other``.
+_CLOSED: Final[Mapping[str, frozenset[str]]] = {
+    "event_name": STANDARD_EVENTS | {CUSTOM},
+    "key": frozenset(MATCH_KEYS),
+}
+
+
 def _clean(label: str, value: str) -> str:
-    """``value`` when it is safe to export as ``label``, else :data:`OTHER`; missing is empty."""
+    """``value`` when it is safe to export as ``label``, else :data:`OTHER`; missing is empty.
+
+    ``pixel`` must be digits; ``event_name`` a standard event name or ``custom``
+    (:func:`stream.core.match_quality.event_label` makes it so); ``key`` a match key; every
+    other label a code (lowercase snake case).
+    """
     if not isinstance(value, str):
         value = str(value)  # a pixel id passed as an int is still a pixel id
     if value == "":
         return ""
+    closed = _CLOSED.get(label)
+    if closed is not None:
+        return value if value in closed else OTHER
     pattern = _PIXEL if label == "pixel" else _CODE
     return value if pattern.fullmatch(value) else OTHER
 

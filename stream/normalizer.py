@@ -37,6 +37,7 @@ from stream.collector import tune_gc
 from stream.config import Settings
 from stream.core.enrich import Enricher
 from stream.core.errors import KafkaError
+from stream.core.lag import commit_lag
 from stream.core.normalize import NormalizeOptions
 from stream.core.records import Record, TopicPartition
 from stream.core.sensors import NullSensor, Sensor
@@ -51,6 +52,8 @@ log = get_logger("capi_stream.normalizer")
 
 #: Beyond the deliver stage's revoke timeout, what a stop signal leaves the stage to close.
 SHUTDOWN_GRACE_S = 5.0
+#: Seconds between two reports of the stage's gauges (lags, partitions, match-key scores).
+REPORT_INTERVAL_S = 2.0
 
 
 def normalize_options(settings: Settings) -> NormalizeOptions:
@@ -103,6 +106,10 @@ class Normalizer:
         self._watch_signals = False
         self._call_timeout_s = settings.normalizer.call_timeout_s
         self.shutdown_s = settings.deliverer.revoke_timeout_s + SHUTDOWN_GRACE_S
+        # per assigned partition: the last read record's offset + 1, and the committed offset
+        self._read_ends: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._next_report = 0.0
 
     def alive(self) -> bool:
         """Liveness: the loop ticked (polled, even emptily) within ``stall_timeout_s``."""
@@ -157,11 +164,7 @@ class Normalizer:
         self._consumer = consumer
         producer = self._producer()
         self._last_tick = self._monotonic()  # the start's calls each had their own deadline
-        consumer.subscribe(
-            [s.topics.raw],
-            on_assign=lambda tps: log.info("assigned", partitions=_names(tps)),
-            on_revoke=lambda tps: log.info("revoked", partitions=_names(tps)),
-        )
+        consumer.subscribe([s.topics.raw], on_assign=self._assigned, on_revoke=self._revoked)
         log.info(
             "started", mode=s.normalizer.processing, topic=s.topics.raw, worker=self.worker,
             max_record_bytes=limit,
@@ -173,6 +176,8 @@ class Normalizer:
         try:
             while not self._stopping.is_set():
                 self._last_tick = self._monotonic()
+                if self._last_tick >= self._next_report:
+                    self._report(consumer)
                 records = consumer.poll(s.normalizer.poll_batch, s.normalizer.poll_timeout_s)
                 if not records:
                     if not consumer.assignment:
@@ -252,7 +257,9 @@ class Normalizer:
                     self.sensor.count("dead_lettered", stage="normalize", reason=out.reason or "")
                 first_offsets.setdefault(record.tp, record.offset)
                 next_offsets[record.tp] = record.offset + 1
+            self._read_ends.update(next_offsets)
             self._commit(next_offsets, consumer, producer)
+            self._committed.update(next_offsets)
         except KafkaError as exc:
             if exc.fatal or not (exc.abortable or exc.retriable):
                 # a fresh process fences this producer and re-reads from the committed offsets
@@ -295,7 +302,35 @@ class Normalizer:
         for tp, offset in first_offsets.items():
             if tp in consumer.assignment:
                 consumer.seek(tp, offset)
+                self._read_ends[tp] = offset
         self.stats.aborted += 1
+
+    def _assigned(self, tps: list[TopicPartition]) -> None:
+        log.info("assigned", partitions=_names(tps))
+        self._next_report = 0.0  # the gauges show the new assignment at the next tick
+
+    def _revoked(self, tps: list[TopicPartition]) -> None:
+        log.info("revoked", partitions=_names(tps))
+        for tp in tps:
+            self._read_ends.pop(tp, None)
+            self._committed.pop(tp, None)
+        self._next_report = 0.0
+
+    def _report(self, consumer: StageConsumer) -> None:
+        """The stage's gauges, at most every :data:`REPORT_INTERVAL_S` (never per record).
+
+        Consumer lag counts from the consumer's positions, which librdkafka moves past
+        transaction markers, up to what it can read (:mod:`stream.core.lag`): it is 0 once
+        everything readable is processed. Commit lag is 0 between batches unless a commit
+        failed: every batch is committed (or aborted and re-read) before the next poll.
+        """
+        self._next_report = self._monotonic() + REPORT_INTERVAL_S
+        assigned = set(consumer.assignment)
+        sensor = self.sensor
+        sensor.gauge("assigned_partitions", len(assigned), stage="normalize")
+        read_ends = {tp: end for tp, end in self._read_ends.items() if tp in assigned}
+        sensor.gauge("commit_lag", commit_lag(read_ends, self._committed), stage="normalize")
+        sensor.gauge("consumer_lag", sum(consumer.lag(assigned).values()), stage="normalize")
 
 
 def _names(tps: list[TopicPartition]) -> list[str]:

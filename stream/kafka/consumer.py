@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
+import orjson
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import TopicPartition as RdTopicPartition
 
 from stream.core.errors import KafkaError
+from stream.core.lag import consumer_lag
 from stream.core.records import Record, TopicPartition
 from stream.kafka.errors import translate
 from stream.kafka.records import to_record
 
 PartitionsCallback = Callable[[list[TopicPartition]], None]
+
+#: How often librdkafka reports a read_committed consumer's last stable offsets (statistics).
+STATS_INTERVAL_MS: Final = 5000
 
 
 def _ours(parts: Iterable[RdTopicPartition]) -> list[TopicPartition]:
@@ -29,7 +35,19 @@ class StageConsumer:
     """A group member reading our :class:`Record` objects; offsets are committed explicitly."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self._consumer = Consumer(dict(config))
+        conf = dict(config)
+        # librdkafka's default isolation is read_committed too
+        self.read_committed = conf.get("isolation.level", "read_committed") == "read_committed"
+        # A read_committed consumer can read up to the last stable offset, not the high
+        # watermark: records of an open transaction are not readable yet. librdkafka knows the
+        # LSO from every fetch response but shows it only in its statistics, so they are
+        # turned on (unless the configuration took them over) and the LSO kept per partition.
+        self._stable_ends: dict[TopicPartition, int] = {}
+        self._stable_lock = threading.Lock()
+        if self.read_committed and "stats_cb" not in conf:
+            conf.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
+            conf["stats_cb"] = self._on_stats
+        self._consumer = Consumer(conf)
         self.assignment: set[TopicPartition] = set()
 
     def subscribe(
@@ -117,6 +135,53 @@ class StageConsumer:
             if high >= 0:
                 ends[tp] = high
         return ends
+
+    def positions(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The next offset to read per partition (local; past transaction markers); partitions
+        with no position yet are left out."""
+        parts = [RdTopicPartition(tp.topic, tp.partition) for tp in tps]
+        if not parts:
+            return {}
+        try:
+            found = self._consumer.position(parts)
+        except KafkaException:
+            return {}
+        return {TopicPartition(p.topic, p.partition): p.offset for p in found if p.offset >= 0}
+
+    def readable_ends(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Per partition, the offset this consumer can read up to (no broker call): the last
+        stable offset for read_committed (from the latest statistics, at most
+        :data:`STATS_INTERVAL_MS` old), else, or before the first statistics, the high
+        watermark of the latest fetch."""
+        tps = list(tps)
+        ends = self.high_watermarks(tps)
+        if self.read_committed:
+            with self._stable_lock:
+                stable = {tp: self._stable_ends[tp] for tp in tps if tp in self._stable_ends}
+            for tp, end in stable.items():
+                ends[tp] = min(end, ends.get(tp, end))
+        return ends
+
+    def lag(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Records left to read per partition (:func:`stream.core.lag.consumer_lag`): 0 once
+        everything readable is read, transaction markers and open transactions included."""
+        tps = list(tps)
+        return consumer_lag(self.readable_ends(tps), self.positions(tps))
+
+    def _on_stats(self, text: str) -> None:
+        # librdkafka's statistics JSON, inside poll(): keep each partition's last stable offset
+        try:
+            topics = orjson.loads(text).get("topics") or {}
+            stable = {
+                TopicPartition(topic, int(number)): int(part["ls_offset"])
+                for topic, data in topics.items()
+                for number, part in (data.get("partitions") or {}).items()
+                if number != "-1" and int(part.get("ls_offset", -1)) >= 0
+            }
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
+            return  # a malformed report is skipped: the gauges fall back to high watermarks
+        with self._stable_lock:
+            self._stable_ends.update(stable)
 
     def group_metadata(self) -> Any:
         """The opaque group metadata a transactional producer sends with offsets."""

@@ -327,3 +327,54 @@ def test_each_worker_gets_its_own_port() -> None:
     assert [worker_port(9100, i) for i in range(3)] == [9100, 9101, 9102]
     assert worker_port(None, 2) is None
     assert worker_port(0, 2) == 0
+
+
+def test_no_created_series_in_either_format(
+    server: tuple[HealthServer, dict[str, bool]], sensor: PrometheusSensor
+) -> None:
+    """A scrape holds one series per counter and histogram, no `_created` twin, in the text
+    format and in OpenMetrics."""
+    health, _ = server
+    sensor.count("consumed", 3, stage="normalize")
+    sensor.count("match_key_events", pixel="123", event_name="Purchase", key="em")
+    sensor.observe("request_seconds", 0.2)
+    for accept in (None, "application/openmetrics-text; version=1.0.0"):
+        headers = {"Accept": accept} if accept else {}
+        text = httpx.get(f"{health.url}/metrics", headers=headers).text
+        assert "capi_stream_consumed_total" in text
+        assert "capi_stream_request_seconds_count" in text
+        assert "_created" not in text, accept
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "exported"),
+    [
+        ("events_by_name", {"pixel": "1", "event_name": "Purchase"}, "Purchase"),
+        ("events_by_name", {"pixel": "1", "event_name": "custom"}, "custom"),
+        ("events_by_name", {"pixel": "1", "event_name": "purchase"}, OTHER),
+        ("events_by_name", {"pixel": "1", "event_name": "john@example.com"}, OTHER),
+        ("match_key_events", {"pixel": "1", "event_name": "Lead", "key": "ip_ua"}, "ip_ua"),
+        ("match_key_events", {"pixel": "1", "event_name": "Lead", "key": "email"}, OTHER),
+        ("derived_event_id", {"pixel": "1", "event_name": "Lead", "action_source": "website"},
+         "website"),
+    ],
+)  # fmt: skip
+def test_match_key_labels_take_only_their_closed_sets(
+    sensor: PrometheusSensor, name: str, labels: dict[str, str], exported: str
+) -> None:
+    """event_name is a standard name or custom, key a match key; anything else is "other"."""
+    sensor.count(name, **labels)
+    label = next(k for k in ("key", "action_source", "event_name") if k in labels)
+    samples = _samples(sensor)
+    want = tuple(sorted({**labels, label: exported}.items()))
+    assert samples[(f"capi_stream_{name}_total", want)] == 1
+
+
+def test_the_pending_age_and_wait_are_documented_apart(sensor: PrometheusSensor) -> None:
+    """oldest_pending_age_seconds is the event's age (Meta's limit); oldest_pending_wait_seconds
+    is the time in the stage: both exported per pixel with help that says which is which."""
+    sensor.gauge("oldest_pending_age_seconds", 5 * 86_400, pixel="1")
+    sensor.gauge("oldest_pending_wait_seconds", 3.0, pixel="1")
+    helps = {f.name: f.documentation for f in text_string_to_metric_families(sensor.text())}
+    assert "EVENT's age" in helps["capi_stream_oldest_pending_age_seconds"]
+    assert "waited in the deliver stage" in helps["capi_stream_oldest_pending_wait_seconds"]
