@@ -199,7 +199,7 @@ class PrometheusSensor:
         # prometheus_client exports a `_created` sample beside every counter and histogram
         # (the time the series was made): a second series per series that no dashboard or
         # alert reads. Off for the whole process, which exports only through this class.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.max_series = max_series
         self._lock = threading.Lock()
