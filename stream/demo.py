@@ -2,8 +2,10 @@
 
 Starts an embedded broker (or uses ``KAFKA_BOOTSTRAP``), the CAPI simulator with a little
 latency, some transient errors and one poison event, creates the topics, publishes a realistic
-sample, runs the normalize and deliver stages, shows live progress and prints a summary.
-Everything it started is stopped before it returns.
+sample, runs the normalize and deliver stages, shows live progress (the project's progress line:
+events settled end to end, accepted by Meta or dead-lettered) and prints a summary, with the
+faults the simulator injected counted there rather than logged one by one. Everything it
+started is stopped before it returns.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from stream.embedded import EmbeddedBroker
 from stream.kafka.admin import create_topics
 from stream.kafka.producer import StageProducer
 from stream.normalizer import Normalizer
+from stream.progress import Progress
 from stream.sample import sample
 from stream.sim import FaultConfig, Latency, PoisonRule, SimConfig, Simulator
 
@@ -49,6 +52,8 @@ class DemoResult:
     batches: int
     requests: int
     retries: int
+    #: the faults the simulator injected, by kind (``http_503``, ``code_2``, ...)
+    faults: dict[str, int]
     p50_s: float | None
     p99_s: float | None
     seconds: float
@@ -122,22 +127,28 @@ def _run_stages(
         threading.Thread(target=normalizer.run, name="normalize", daemon=True),
         threading.Thread(target=deliverer.run, name="deliver", daemon=True),
     ]
+    print("waiting for the consumer groups to join (the normalize and deliver stages) ...",
+          file=out, flush=True)  # fmt: skip
+    started = time.monotonic()
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 300
+    deadline = started + 300
+    joined: set[str] = set()
     try:
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            n, d = normalizer.stats, deliverer.stats
-            print(
-                f"  normalized {n.consumed}/{published} (enriched {n.enriched}, "
-                f"dead {n.dead_lettered}) | delivered {d.delivered}, dead {d.dead_lettered}, "
-                f"requests {d.requests}, retries {d.retries}",
-                file=out, flush=True,
-            )  # fmt: skip
-            settled = d.delivered + d.dead_lettered
-            if n.consumed >= published and settled >= n.enriched and d.consumed >= n.enriched:
-                break
+        with Progress("demo", published, unit="events", stream=out, log_interval_s=2.0) as bar:
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                n, d = normalizer.stats, deliverer.stats
+                for stage, consumed in (("normalize", n.consumed), ("deliver", d.consumed)):
+                    if consumed and stage not in joined:
+                        joined.add(stage)
+                        bar.echo(f"{stage} stage joined its group and is reading "
+                                 f"({time.monotonic() - started:.1f} s)")  # fmt: skip
+                # every record ends once: dead-lettered by either stage, or accepted by Meta
+                bar.update(n.dead_lettered + d.delivered + d.dead_lettered)
+                settled = d.delivered + d.dead_lettered
+                if n.consumed >= published and settled >= n.enriched and d.consumed >= n.enriched:
+                    break
     finally:
         normalizer.stop()
         deliverer.stop()
@@ -170,6 +181,7 @@ def _result(
         delivered=deliverer.stats.delivered, accepted_by_simulator=stats.accepted,
         duplicates_at_simulator=stats.duplicates, batches=deliverer.stats.batches,
         requests=deliverer.stats.requests, retries=deliverer.stats.retries,
+        faults=dict(stats.faults),
         p50_s=statistics.median(latencies) if latencies else None,
         p99_s=latencies[int(len(latencies) * 0.99) - 1] if latencies else None,
         seconds=time.monotonic() - began,
@@ -192,8 +204,8 @@ def summary(result: DemoResult) -> str:
     lines += [
         f"  delivered           {result.delivered} (simulator accepted "
         f"{result.accepted_by_simulator}, duplicates {result.duplicates_at_simulator})",
-        f"  batches / requests  {result.batches} / {result.requests} "
-        f"({result.retries} retried after injected 503s and transient errors)",
+        f"  batches / requests  {result.batches} / {result.requests} ({result.retries} retried)",
+        f"  injected faults     {_faults(result.faults)}",
         f"  latency             p50 {p50}, p99 {p99} (enriched record to Meta's answer)",
         f"  took                {result.seconds:.1f} s",
         "",
@@ -201,3 +213,12 @@ def summary(result: DemoResult) -> str:
         "      `capi-stream sim` to try your own producer against the simulator.",
     ]
     return "\n".join(lines)
+
+
+def _faults(faults: dict[str, int]) -> str:
+    """``12 (http_503 9, code_2 3): answered with errors, each retried``."""
+    total = sum(faults.values())
+    if not total:
+        return "none"
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items(), key=lambda i: -i[1]))
+    return f"{total} ({kinds}): transient answers the deliverer retried"

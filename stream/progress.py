@@ -32,7 +32,7 @@ class Progress:
         label: str,
         total: int | None,
         *,
-        unit: str = "records",
+        unit: str = "records",  # plural: "1 record" is said for a count of one
         stream: TextIO | None = None,
         enabled: bool = True,
         log_interval_s: float = 10.0,
@@ -98,7 +98,9 @@ class Progress:
         rate, done_rate = self._rates(now)
         if final and now > self._start:
             rate = self.count / (now - self._start)
-        parts.append(f"{self.count:,} {self.unit}")
+        # "1 record", "2 records": the unit is given in the plural
+        one = self.count == 1 and self.unit.endswith("s")
+        parts.append(f"{self.count:,} {self.unit[:-1] if one else self.unit}")
         parts.append(f"{rate:,.{0 if rate >= 10 else 1}f} {self.unit}/s")
         if final or not self.total or self.done >= self.total:
             parts.append(f"in {_duration(now - self._start)}")
