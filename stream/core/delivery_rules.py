@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from stream.core.capi import max_age_s
-from stream.core.dead_letter import MetaErrorFields
+from stream.core.graph_response import MetaError
 
 #: Dead-letter an event this long before Meta's age limit: clocks differ, requests take time.
 EXPIRY_MARGIN_S: Final = 300.0
@@ -39,7 +39,7 @@ class Failure:
 
     reason: str
     message: str
-    meta_error: MetaErrorFields | None = None
+    meta_error: MetaError | None = None
     pixel_id: str | None = None
     event_id: str | None = None
     event_name: str | None = None

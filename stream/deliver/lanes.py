@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
-from stream.core.dead_letter import MetaErrorFields
+from stream.core.graph_response import MetaError
 from stream.core.retry import LaneThrottle, RetryPolicy
 from stream.core.status import LaneError, LaneStatus, State
 from stream.core.window import LaneKey
@@ -87,7 +87,7 @@ class Lane:
             self.prober = None
             self._reopened.set()
 
-    def errored(self, error: MetaErrorFields) -> None:
+    def errored(self, error: MetaError) -> None:
         """Meta answered with an error: it becomes the lane's last error for ``/status``."""
         self.last_error = LaneError(
             error.code, error.error_subcode, error.message or "", error.fbtrace_id, self._clock()

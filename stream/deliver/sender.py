@@ -29,9 +29,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from stream.core.dead_letter import SHORT_RECEIPT, MetaErrorFields
+from stream.core.dead_letter import SHORT_RECEIPT
 from stream.core.delivery_rules import Failure
-from stream.core.graph_response import Accepted, Invalid, Outcome, Setup, Throttled, classify
+from stream.core.graph_response import (
+    Accepted,
+    Invalid,
+    MetaError,
+    Outcome,
+    Setup,
+    Throttled,
+    classify,
+)
 from stream.core.isolate import Isolation, Probe, Step
 from stream.core.retry import RetryPolicy
 from stream.core.sensors import NullSensor, Sensor
@@ -231,7 +239,7 @@ class Sender:
             f"Meta counted {short.events_received} of {len(items)} events in the last of {shorts} "
             "short answers; which events it missed is unknown"
         )
-        meta = MetaErrorFields(message=why, fbtrace_id=short.fbtrace_id)
+        meta = MetaError(message=why, fbtrace_id=short.fbtrace_id)
         for item in items:
             failure = Failure(
                 SHORT_RECEIPT, why, meta, key.pixel_id, item.event_id, item.event_name

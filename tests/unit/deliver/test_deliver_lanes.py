@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from stream.core.dead_letter import MetaErrorFields
+from stream.core.graph_response import MetaError
 from stream.core.retry import RetryPolicy
 from stream.core.window import LaneKey
 from stream.deliver.lanes import Lane
@@ -61,7 +61,7 @@ def test_status_shows_halted_since_with_metas_error_then_running_with_a_success(
     """The status row names the state, since when, Meta's last error and the last success."""
     now = [1000.0]
     subject = lane(now)
-    subject.errored(MetaErrorFields(190, 463, "OAuthException", "Session has expired",
+    subject.errored(MetaError(190, 463, "OAuthException", "Session has expired",
                                     fbtrace_id="Tr1"))  # fmt: skip
     subject.halt(object(), "code 190")
     now[0] = 1010.0
