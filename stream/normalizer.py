@@ -46,6 +46,7 @@ from stream.kafka.limits import max_record_bytes
 from stream.kafka.producer import StageProducer
 from stream.kafka.serde import build_codecs
 from stream.logs import get_logger
+from stream.match_report import MatchReport
 from stream.watchdog import Watchdog
 
 log = get_logger("capi_stream.normalizer")
@@ -110,6 +111,7 @@ class Normalizer:
         self._read_ends: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._next_report = 0.0
+        self.match_report = MatchReport(self.sensor, monotonic=monotonic)
 
     def alive(self) -> bool:
         """Liveness: the loop ticked (polled, even emptily) within ``stall_timeout_s``."""
@@ -189,6 +191,7 @@ class Normalizer:
                 self._process_batch(records, enricher, consumer, producer)
         finally:
             restore_gc()
+            self.match_report.report()  # what the last batches committed
             log.info("closing", **vars(self.stats))
             with arm("closing the consumer", self._call_timeout_s):
                 consumer.close()
@@ -241,6 +244,7 @@ class Normalizer:
         next_offsets: dict[TopicPartition, int] = {}
         first_offsets: dict[TopicPartition, int] = {}
         enriched = dead = 0
+        match_report = self.match_report
         if self._exactly_once:
             producer.begin()
         try:
@@ -250,6 +254,8 @@ class Normalizer:
                 producer.produce(topic, out.key, out.value, out.headers)
                 if out.destination == "enriched":
                     enriched += 1
+                    if out.event is not None:
+                        match_report.add(out.event)
                     for warning in out.warnings:
                         self.sensor.count("normalize_warnings", warning=warning)
                 else:
@@ -267,8 +273,10 @@ class Normalizer:
                 raise
             log.warning("batch aborted; re-reading it", error=str(exc), records=len(records))
             self._abort(first_offsets, consumer, producer)
+            match_report.discard()
             self.sensor.count("transactions", outcome="aborted")
             return
+        match_report.committed()
         self.stats.consumed += len(records)
         self.stats.enriched += enriched
         self.stats.dead_lettered += dead
@@ -331,6 +339,7 @@ class Normalizer:
         read_ends = {tp: end for tp, end in self._read_ends.items() if tp in assigned}
         sensor.gauge("commit_lag", commit_lag(read_ends, self._committed), stage="normalize")
         sensor.gauge("consumer_lag", sum(consumer.lag(assigned).values()), stage="normalize")
+        self.match_report.report()
 
 
 def _names(tps: list[TopicPartition]) -> list[str]:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from stream.kafka.serde import build_codecs
 from stream.sim import SimConfig, Simulator
-from tests.integration.helpers import ROOT, stage_env, stage_names, stage_settings
+from tests.factories import raw_event
+from tests.integration.helpers import ROOT, produce, stage_env, stage_names, stage_settings
 
 TOKEN = "tok-json-logs-8d2c"
 
@@ -93,3 +96,41 @@ def test_a_failed_stage_ends_with_a_json_line() -> None:
     assert [o["level"] for o in objects] == ["warning", "error"], lines
     assert "cannot reach Kafka at 127.0.0.1:9" in objects[-1]["event"]
     assert all(o.get("worker") == 5 for o in objects)
+
+
+@pytest.mark.integration
+def test_normalize_with_the_registry_logs_json_only_and_warns_once_per_pixel(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+) -> None:
+    """The normalize stage in the Confluent wire format (the registry client and its libraries
+    load: no Authlib deprecation text), at debug level with librdkafka's debug on, over website
+    events half of which have no event_id: every stderr line is JSON and names worker 0; the
+    derived-id warning comes once per pixel, not once per event."""
+    names = stage_names(unique)
+    make_topics(names["raw"], names["enriched"], names["dlq"], partitions=1)
+    settings = stage_settings(
+        kafka_bootstrap, names, schema_registry_url=schema_registry_url,
+        kafka={"debug": "cgrp"}, observability={"log_level": "debug"},
+    )  # fmt: skip
+    codecs = build_codecs(settings)  # registers the raw schema, as a publisher would
+    codecs.close()
+    now = int(time.time())
+    pixels = ("111", "222")
+    events = [
+        raw_event(pixel_id=pixels[i % 2], event_time=now, event_id=None if i % 2 else f"e-{i}")
+        for i in range(20)
+    ]
+    produce(kafka_bootstrap, names["raw"], [(None, codecs.raw.encode(e)) for e in events])
+    code, lines = _run(["normalize", "--max-idle", "3"], stage_env(settings))
+    objects = _objects(lines)
+    assert code == 0, lines
+    assert all(o.get("worker") == 0 for o in objects), lines
+    assert any(o["event"] == "librdkafka" for o in objects)
+    foreign = {o["logger"] for o in objects if not o.get("logger", "capi").startswith("capi")}
+    assert foreign, "a standard-library logger's line (the registry's HTTP client)"
+    assert "authlib" not in "\n".join(lines).lower()
+    derived = [o for o in objects if "without an event_id" in o["event"]]
+    assert [(o["pixel"], o["events"]) for o in derived] == [("222", 10)], derived
