@@ -249,7 +249,7 @@ def _json_default(value: object) -> str:
     raise TypeError(type(value).__name__)
 
 
-def republish_headers(where: str, letter: Mapping[str, Any]) -> OutHeaders:
+def republish_headers(where: bytes, letter: Mapping[str, Any]) -> OutHeaders:
     """The original headers (minus an earlier republish's) and this republish's provenance;
     ``where`` is the dead letter's own ``topic[partition]@offset``."""
     src = letter["source"]
@@ -258,7 +258,7 @@ def republish_headers(where: str, letter: Mapping[str, Any]) -> OutHeaders:
     return [
         *kept,
         ("capi.dlq.reason", str(letter["reason"]).encode()),
-        ("capi.dlq.source", where.encode()),
+        ("capi.dlq.source", where),
         ("capi.dlq.original", f"{src['topic']}[{src['partition']}]@{src['offset']}".encode()),
         ("capi.dlq.attempts", str(letter["attempts"]).encode()),
     ]
@@ -397,7 +397,7 @@ def _republish(
     reasons = frozenset(args.reason)
 
     def decide(
-        value: bytes | None, _key: bytes | None, headers: RawHeaders, where: str
+        value: bytes | None, _key: bytes | None, headers: RawHeaders, where: bytes
     ) -> tuple[str, Output | None]:
         if not _may_match(headers, reasons, args.stage):
             return "not_selected", None  # told by the letter's headers: nothing decoded

@@ -127,7 +127,7 @@ def copy_range(
 ) -> Tally:  # fmt: skip
     """One-off mode: copy the range's sendable records (of ``pixel``) back onto the topic
     (with a dry-run copier: count only)."""
-    from stream.kafka.range_copy import RawHeaders, Tally, replay_copy
+    from stream.kafka.range_copy import SOURCE_HEADER, RawHeaders, Tally, replay_copy
 
     tally = Tally()
     margin = stage.margin_s
@@ -135,11 +135,13 @@ def copy_range(
         expired = facts.expiry(now, margin)
 
         def decide(
-            value: bytes | None, key: bytes | None, headers: RawHeaders, where: str
+            value: bytes | None, key: bytes | None, headers: RawHeaders, where: bytes
         ) -> tuple[str, Output | None]:
             if pixel is None:
                 # the time alone decides most records: no event is decoded (prefix_facts)
                 verdict = expired(value)
+                if verdict is False and headers is None and value is not None:
+                    return "copied", (key, value, [(SOURCE_HEADER, where)])  # replay_copy's
                 if verdict is False:
                     return "copied", replay_copy(value, key, headers, where)
                 outcome = "expired_skipped" if verdict else _unreadable(value, pixel)

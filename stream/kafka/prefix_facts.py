@@ -86,7 +86,8 @@ class FactsReader:
         older than 62 always; only in between does the source decide.
         """
         fresh_s, stale_s = MAX_AGE_SECONDS - margin_s, MAX_AGE_PHYSICAL_STORE_SECONDS - margin_s
-        time_of = self._time.values if self._time is not None else None
+        # the reader's own loop: IndexError (the body ends early) is caught below
+        time_of = self._time.read_values if self._time is not None else None
         enriched, confluent = self._enriched, self._confluent
 
         def slow(value: bytes) -> bool | None:
@@ -106,7 +107,7 @@ class FactsReader:
                 return slow(value)  # version 1: its own layout
             try:
                 found = time_of(value, offset)
-            except ValueError:
+            except (ValueError, IndexError):
                 return None
             seconds = found[-2] if enriched else found[0]
             if seconds > MILLISECONDS_ABOVE:  # raw times may be milliseconds

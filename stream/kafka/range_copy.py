@@ -46,17 +46,19 @@ class Decide(Protocol):
     """Decides one record: the outcome to count and what to produce (None: nothing)."""
 
     def __call__(
-        self, value: bytes | None, key: bytes | None, headers: RawHeaders, where: str, /
+        self, value: bytes | None, key: bytes | None, headers: RawHeaders, where: bytes, /
     ) -> tuple[str, Output | None]:
-        """``where`` is the record's ``topic[partition]@offset``."""
+        """``where`` is the record's ``topic[partition]@offset`` (UTF-8), a header value."""
         ...
 
 
-def replay_copy(value: bytes | None, key: bytes | None, headers: RawHeaders, where: str) -> Output:
+def replay_copy(
+    value: bytes | None, key: bytes | None, headers: RawHeaders, where: bytes
+) -> Output:
     """The copy of a record that ``replay`` produces: the same record naming its source."""
     pairs = headers.items() if isinstance(headers, dict) else headers or ()
     copied: OutHeaders = [(k, v) for k, v in pairs if v is not None]
-    copied.append((SOURCE_HEADER, where.encode()))
+    copied.append((SOURCE_HEADER, where))
     return key, value or b"", copied
 
 
@@ -119,6 +121,7 @@ class Copier:
         try:
             for messages, cursor in self._reader.raw_batches(source, ranges):
                 todo, position = cursor.todo, cursor.position
+                prefixes = {p: f"{source}[{p}]@".encode() for p in todo}
                 # the loop a hand-written copy has, plus the range check, decide and the
                 # counts: Cursor.take inlined, as this runs for every record
                 for msg in messages:
@@ -131,8 +134,8 @@ class Copier:
                     position[partition] = offset + 1
                     if offset + 1 == end:
                         del todo[partition]
-                    outcome, out = decide(msg.value(), msg.key(), msg.headers(),
-                                          f"{source}[{partition}]@{offset}")  # fmt: skip
+                    where = b"%b%d" % (prefixes[partition], offset)
+                    outcome, out = decide(msg.value(), msg.key(), msg.headers(), where)
                     counts[partition, outcome] += 1
                     read += 1
                     if out is None:
