@@ -394,12 +394,14 @@ def _republish(
     stage, enriched = _TOPIC_STAGE[args.to], args.to == "enriched"
     expired = _reader(codecs, enriched=enriched).expiry(now, _margin(settings, stage))
     decode = codecs.dlq.decode
-    reasons = frozenset(args.reason)
+    # compared with the letters' header values as they come: bytes
+    reasons = frozenset(r.encode() for r in args.reason)
+    only_stage = args.stage.encode() if args.stage is not None else None
 
     def decide(
         value: bytes | None, _key: bytes | None, headers: RawHeaders, where: bytes
     ) -> tuple[str, Output | None]:
-        if not _may_match(headers, reasons, args.stage):
+        if not _may_match(headers, reasons, only_stage):
             return "not_selected", None  # told by the letter's headers: nothing decoded
         try:
             letter = decode(value or b"")
@@ -440,22 +442,17 @@ def _republish(
     return EXIT_OK
 
 
-def _may_match(headers: RawHeaders, reasons: frozenset[str], stage: str | None) -> bool:
+def _may_match(headers: RawHeaders, reasons: frozenset[bytes], stage: bytes | None) -> bool:
     """False when the letter's record headers (``capi.stage``, ``capi.reason``, written with
     every letter) rule it out; True when they do not, or are missing."""
     if not headers or isinstance(headers, dict):
         return True
     for name, value in headers:
-        if value is None:
-            continue
         if name == "capi.reason":
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-            if text not in reasons:
+            if value not in reasons:
                 return False
-        elif name == "capi.stage" and stage is not None:
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-            if text != stage:
-                return False
+        elif name == "capi.stage" and stage is not None and value != stage:
+            return False
     return True
 
 
