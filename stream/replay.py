@@ -11,8 +11,10 @@ Two modes:
 
 Both know Meta's limits. An event older than its age limit (7 days, 62 for ``physical_store``,
 less the stage's safety margin) would only be dead-lettered: ``oneoff`` counts and skips it,
-``group`` counts it and starts after those leading the range. A range older than 48 hours gets a
-warning: Meta's dedup window (CAPI.md §7) no longer drops copies of events it already has.
+``group`` counts it and starts after those leading the range. When the oldest record selected
+was written more than 48 hours ago, a warning names its age: Meta's dedup window no longer drops
+copies of events it already has. Progress counts records (a transactional topic's commit markers
+take offsets but are no records) and ends at 100 %.
 """
 
 from __future__ import annotations
