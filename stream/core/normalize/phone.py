@@ -8,7 +8,8 @@ without ``+`` (country code, no trunk zero); not valid either way means the key 
 ``phonenumbers.parse`` plus ``is_valid_number`` costs about 20 µs, as much as Meta's whole SDK
 spends on an event, so the common shapes take a fast path: digits (after the usual separators)
 of the default region's own numbers are checked against that region's fixed-line and mobile
-patterns, straight from phonenumbers' metadata. The fast path answers only when it finds a
+patterns, straight from phonenumbers' metadata, and so are international numbers against their
+country code's main region. The fast path answers only when it finds a
 valid number and, in that case, replays exactly what ``parse`` would do (national prefix
 stripping included); anything else goes to the full library path. A property test pins the
 two paths to the same answers. Customers repeat: every answer is memoized per value and region
@@ -78,7 +79,7 @@ def _desc(desc: PhoneNumberDesc | None) -> _Desc:
     return _Desc(re.compile(desc.national_number_pattern), frozenset(desc.possible_length))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=512)  # every region phonenumbers knows (~250) fits
 def _region(region: str) -> _Region | None:
     """Compiled metadata of ``region``, or None when the fast path cannot replay its parsing."""
     metadata = PhoneMetadata.metadata_for_region(region)
@@ -132,25 +133,43 @@ def _valid_nsn(info: _Region, number: str) -> str | None:
     return None
 
 
+def _main_region(digits: str) -> tuple[str, _Region] | None:
+    """The country code ``digits`` start with and its main region's metadata, as parse() finds
+    them: codes are prefix-free, so the first 1-3 digit prefix that is a code is the one."""
+    if digits[:1] == "0":
+        return None  # no country code starts with 0
+    for length in (1, 2, 3):
+        code = digits[:length]
+        main = phonenumbers.region_code_for_country_code(int(code))
+        if main != phonenumbers.UNKNOWN_REGION:
+            info = _region(main)  # None for non-geographic codes ("001"): the library decides
+            return None if info is None else (code, info)
+    return None
+
+
 def _fast(digits: str, international: bool, default_region: str) -> str | None:
-    """E.164 digits for the default region's own numbers, or None to ask the library."""
+    """E.164 digits for numbers valid in their country code's main region (international) or
+    in the default region (national), or None to ask the library.
+
+    parse() strips a national prefix with the metadata of the code's main region, and
+    is_valid_number() tries the code's regions main region first: a number valid there is
+    valid. One valid only in another region of its code (Jersey's +44 1534) is not found here
+    and goes to the library.
+    """
+    if international:
+        found = _main_region(digits)
+        if found is None:
+            return None
+        code, main = found
+        nsn = _valid_nsn(main, digits[len(code) :])
+        return None if nsn is None else code + nsn
     info = _region(default_region)
     if info is None:
         return None
-    if international:
-        if not digits.startswith(info.country_code):
-            return None
-        main = phonenumbers.region_code_for_country_code(int(info.country_code))
-        # parse() strips a national prefix with the metadata of the code's main region.
-        main_info = info if main == default_region else _region(main)
-        if main_info is None:
-            return None
-        nsn = _valid_nsn(main_info, digits[len(info.country_code) :])
-    else:
-        if info.international_prefix is not None and info.international_prefix.match(digits):
-            # "011 44 ..." dialled from the US: the library reads it as international.
-            return None
-        nsn = _valid_nsn(info, digits)
+    if info.international_prefix is not None and info.international_prefix.match(digits):
+        # "011 44 ..." dialled from the US: the library reads it as international.
+        return None
+    nsn = _valid_nsn(info, digits)
     return None if nsn is None else info.country_code + nsn
 
 

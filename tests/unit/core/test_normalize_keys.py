@@ -8,7 +8,7 @@ import pytest
 from stream.core.normalize.dates import parse_birth_date
 from stream.core.normalize.geo import country_code, country_of_hash, currency_code
 from stream.core.normalize.keys import NORMALIZERS, KeyContext, hash_value
-from stream.core.normalize.phone import _SEPARATORS, _slow, normalize_phone
+from stream.core.normalize.phone import _SEPARATORS, _fast, _slow, normalize_phone
 from stream.core.normalize.text import prepare, sha256_hex
 
 US = KeyContext(current_year=2026, default_region="US")
@@ -403,6 +403,30 @@ def test_phone_fast_path_agrees_with_the_library(region: str) -> None:
             assert normalize_phone(text, region) == _slow(
                 text.strip(), digits, international, region
             )
+
+
+@pytest.mark.parametrize("default", ["US", "GB", "IN"])
+def test_international_numbers_of_every_region_answer_like_the_library(default: str) -> None:
+    """Every region's example numbers (each type), written +CC or 00CC and as bare digits,
+    get the library's answer whatever the default region: the fast path checks them against
+    their country code's main region, and defers when it is not sure."""
+    fast = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number_type in range(12):
+            example = phonenumbers.example_number_for_type(region, number_type)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            international = phonenumbers.format_number(
+                example, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+            )
+            for text in (e164, international, "00" + e164[1:]):
+                compact = _SEPARATORS.sub("", text)
+                digits = compact[1:] if compact.startswith("+") else compact[2:]
+                expected = _slow(text, digits, True, default)
+                assert normalize_phone.__wrapped__(text, default) == expected, (region, text)
+                fast += _fast(digits, True, default) is not None
+    assert fast > 500  # most of them took the fast path
 
 
 def test_external_id_is_only_trimmed_and_lowercased() -> None:
