@@ -22,7 +22,7 @@ same event from a ``physical_store`` has 62 days and is admitted, expiring 55 da
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from stream.core.capi import max_age_s
 from stream.core.graph_response import MetaError
@@ -45,9 +45,11 @@ class Failure:
     event_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """An event that may be sent: its test code (None in production) and when it expires."""
+class Admitted(NamedTuple):
+    """An event that may be sent: its test code (None in production) and when it expires.
+
+    A named tuple, not a dataclass: one is made per event, and a tuple is made in C.
+    """
 
     test_event_code: str | None
     expires_at: float

@@ -61,6 +61,11 @@ class Unsettled:
         self.event_time: float | None = None
         self.lanes: tuple[Hashable, ...] = ()
 
+    @property
+    def tp(self) -> TopicPartition:
+        """The event's partition (the one object the settlement keys it by)."""
+        return self.part.tp
+
     def failed(self, now_ms: int) -> None:
         """A request that carried this event failed (or was rejected) at ``now_ms``."""
         self.attempts += 1
@@ -107,10 +112,11 @@ class Settlement:
     order, settling an event twice, committing past the watermark.
     """
 
-    __slots__ = ("_parts", "_pending")
+    __slots__ = ("_by_key", "_parts", "_pending")
 
     def __init__(self) -> None:
         self._parts: dict[TopicPartition, _Partition] = {}
+        self._by_key: dict[tuple[str, int], _Partition] = {}  # the same, for the hot path
         self._pending = 0
 
     # -- assignment --------------------------------------------------------------------------
@@ -121,7 +127,7 @@ class Settlement:
             old = self._parts.get(tp)
             if old is not None:
                 self._drop(old)
-            self._parts[tp] = _Partition(tp)
+            self._parts[tp] = self._by_key[tp.topic, tp.partition] = _Partition(tp)
 
     def revoke(self, tps: Iterable[TopicPartition]) -> tuple[dict[TopicPartition, int], int]:
         """Stop owning ``tps``: their ``next_offset`` still to commit, and how many were abandoned.
@@ -135,6 +141,7 @@ class Settlement:
             part = self._parts.pop(tp, None)
             if part is None:
                 continue
+            del self._by_key[tp.topic, tp.partition]
             if part.next_offset is not None and part.next_offset != part.committed:
                 next_offsets[tp] = part.next_offset
             abandoned += part.pending
@@ -162,31 +169,30 @@ class Settlement:
         Offsets must increase per partition across calls (as a consumer hands them out).
         """
         out: list[Unsettled | None] = []
-        batch_runs: dict[TopicPartition, _Run] = {}
-        parts = self._parts
+        # keyed by (topic, partition) tuples: hashed in C, no TopicPartition made per record
+        batch_runs: dict[tuple[str, int], _Run] = {}
+        parts = self._by_key
         for record in records:
-            tp = record.tp
-            part = parts.get(tp)
+            key = (record.topic, record.partition)
+            part = parts.get(key)
             if part is None:
                 out.append(None)  # fetched just before a revoke: the new owner reads it again
                 continue
             offset = record.offset
-            run = batch_runs.get(tp)
-            if run is None or run.end != offset:
+            run = batch_runs.get(key)
+            if run is None or run.first + len(run.events) != offset:
                 last = part.runs[-1].end - 1 if part.runs else (part.next_offset or 0) - 1
                 if offset <= last or offset < 0:
-                    raise OffsetStateError(
-                        f"{tp.topic}[{tp.partition}]: offset {offset} after {last}"
-                    )
-                run = batch_runs[tp] = _Run(offset)
+                    raise OffsetStateError(f"{key[0]}[{key[1]}]: offset {offset} after {last}")
+                run = batch_runs[key] = _Run(offset)
                 part.runs.append(run)
             event = Unsettled(record, part, run, len(run.events), now)
             run.events.append(event)
             run.left += 1
             part.pending += 1
             out.append(event)
-        for tp, run in batch_runs.items():
-            parts[tp].read_end = run.end
+        for key, run in batch_runs.items():
+            parts[key].read_end = run.end
         self._pending += len(out) - out.count(None)
         return out
 

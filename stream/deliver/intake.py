@@ -80,7 +80,7 @@ class Intake:
                 continue
             entry.destinations = len(lanes)
             entry.lanes = lanes
-            tp, offset, expires_at = record.tp, record.offset, verdict.expires_at
+            tp, offset, expires_at = entry.tp, record.offset, verdict.expires_at
             for lane in lanes:
                 item = PendingEvent(
                     tp, offset, lane, event_json, event_id, event_name, expires_at, entry

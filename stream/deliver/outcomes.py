@@ -18,6 +18,7 @@ import orjson
 from stream.core.dead_letter import dead_letter, letter_record
 from stream.core.delivery_rules import Failure
 from stream.core.graph_response import Accepted
+from stream.core.records import TopicPartition
 from stream.core.sensors import NullSensor, Sensor
 from stream.core.settlement import Settlement, Unsettled
 from stream.core.window import LaneKey, PendingEvent
@@ -144,10 +145,14 @@ class Settler:
 
 def offset_ranges(items: Items) -> dict[str, list[int]]:
     """First and last offset per partition of a batch, for the delivery record."""
-    spans: dict[str, list[int]] = {}
+    spans: dict[TopicPartition, list[int]] = {}
     for item in items:
-        name = f"{item.tp.topic}[{item.tp.partition}]"
-        span = spans.setdefault(name, [item.offset, item.offset])
-        span[0] = min(span[0], item.offset)
-        span[1] = max(span[1], item.offset)
-    return spans
+        offset = item.offset
+        span = spans.get(item.tp)
+        if span is None:
+            spans[item.tp] = [offset, offset]
+        elif offset < span[0]:
+            span[0] = offset
+        elif offset > span[1]:
+            span[1] = offset
+    return {f"{tp.topic}[{tp.partition}]": span for tp, span in spans.items()}
