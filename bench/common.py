@@ -754,29 +754,44 @@ _STARTED = time.monotonic()
 # -- real servers -----------------------------------------------------------------------------
 
 
+#: The broker this run started (None with ``KAFKA_BOOTSTRAP``): the outage benchmark kills it.
+BROKER: Any = None
+
+
 @contextlib.contextmanager
 def kafka_broker() -> Iterator[str]:
     """A fresh Apache Kafka (KRaft) on loopback for the run; ``KAFKA_BOOTSTRAP`` reuses one."""
+    global BROKER  # noqa: PLW0603 - one broker per run, handed to the benchmark that kills it
     if existing := os.environ.get("KAFKA_BOOTSTRAP"):
         yield existing
         return
-    from confluent_kafka.admin import AdminClient
-
     from tests.brokers.provision import KafkaBroker
 
     workdir = Path(tempfile.mkdtemp(prefix="capi-bench-kafka-"))
     broker = KafkaBroker(workdir).start()
     log(f"kafka broker up at {broker.bootstrap} in {broker.startup_seconds:.1f}s")
+    BROKER = broker
     try:
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        deadline = time.monotonic() + 60
-        while not admin.list_topics(timeout=5).brokers:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the broker serves no metadata")
-            time.sleep(0.2)
+        wait_for_metadata(broker.bootstrap)
         yield broker.bootstrap
     finally:
+        BROKER = None
         broker.stop()
+
+
+def wait_for_metadata(bootstrap: str, timeout_s: float = 60.0) -> None:
+    """Until the broker answers a metadata request (after a start or a restart)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(Exception):
+            if admin.list_topics(timeout=5).brokers:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the broker serves no metadata")
+        time.sleep(0.2)
 
 
 def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
@@ -820,11 +835,110 @@ def unique(name: str) -> str:
     return f"bench-{name}-{time.monotonic_ns() % 10**10}"
 
 
+def deliverer_class() -> Any:
+    """The deliver stage's class: ``stream.deliverer.Deliverer``, or the ``stream.deliver``
+    package's once the module is gone (both take ``(settings, sensor=...)`` and ``run()``)."""
+    import importlib
+
+    try:
+        return importlib.import_module("stream.deliverer").Deliverer
+    except (ImportError, AttributeError):
+        package = importlib.import_module("stream.deliver")
+        found = getattr(package, "Deliverer", None)
+        return found or importlib.import_module("stream.deliver.stage").Deliverer
+
+
+def bench_settings(
+    bootstrap: str,
+    names: Mapping[str, str],
+    *,
+    normalizer: Mapping[str, Any] | None = None,
+    deliverer: Mapping[str, Any] | None = None,
+    consumer: Mapping[str, Any] | None = None,
+    access_token: str | None = TOKEN,
+) -> Any:
+    """Stage settings on a benchmark's own topics and groups (as the integration tests make
+    them: a short session timeout), with librdkafka ``consumer`` properties passed through."""
+    from stream.config import Settings
+
+    return Settings(
+        bootstrap_servers=bootstrap,
+        topics={"raw": names["raw"], "enriched": names["enriched"], "dlq": names["dlq"]},
+        normalizer={
+            "group_id": names["normalizer_group"],
+            "transactional_id": names["normalizer_group"],
+            **(normalizer or {}),
+        },
+        deliverer={"group_id": names["deliverer_group"], **(deliverer or {})},
+        consumer={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1000, **(consumer or {})},
+        access_token=access_token,
+    )
+
+
+def stage_names(**given: str) -> dict[str, str]:
+    """Fresh topic and group names for one stage run; ``given`` ones are kept."""
+    names = {
+        "raw": unique("raw"),
+        "enriched": unique("enriched"),
+        "dlq": unique("dlq"),
+        "normalizer_group": unique("norm"),
+        "deliverer_group": unique("deliv"),
+    }
+    return names | given
+
+
+def in_child(target: Callable[..., dict[str, Any]], *args: Any, timeout_s: float = 600) -> Any:
+    """``target(*args)`` in a fresh interpreter (spawn): the CPU and memory it reports are its
+    own process's, never shared with this harness. Its exception comes back as RuntimeError."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(target, args, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout_s):
+            raise RuntimeError(f"{target.__name__} gave no result in {timeout_s:g} s")
+        result = parent.recv()
+    except EOFError as exc:
+        raise RuntimeError(f"{target.__name__} died (exit {proc.exitcode})") from exc
+    finally:
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(10)
+    if isinstance(result, dict) and "child_error" in result:
+        raise RuntimeError(f"{target.__name__} failed:\n{result['child_error']}")
+    return result
+
+
+def _child_main(target: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> None:
+    import traceback
+
+    from stream.logs import configure
+
+    configure("warning", "json")  # a stage's own problems only
+    try:
+        result = target(*args)
+    except BaseException:  # noqa: BLE001 - sent to the parent, which raises it
+        result = {"child_error": traceback.format_exc()}
+    conn.send(result)
+    conn.close()
+
+
+def cpu_times() -> tuple[float, float]:
+    """(wall, CPU) now: ``perf_counter`` and this process's CPU over every thread."""
+    return time.perf_counter(), time.process_time()
+
+
 @dataclass
 class SimProcess:
     """``capi-stream sim`` in its own process, on a free port; faults change over HTTP."""
 
     latency_ms: float = 0.0
+    #: keep the request journal (``bench/journal_sim.py``), read back with :meth:`journal`
+    journal: bool = False
     log_path: Path = field(
         default_factory=lambda: Path(tempfile.mkstemp(prefix="capi-sim-", suffix=".log")[1])
     )
@@ -832,18 +946,13 @@ class SimProcess:
     url: str = ""
 
     def start(self) -> SimProcess:
-        cmd = [
-            sys.executable,
-            "-m",
-            "stream.cli",
-            "sim",
-            "--port",
-            "0",
-            "--token",
-            f"{TOKEN}=*",
-            "--latency",
-            f"{self.latency_ms:g}",
-        ]
+        if self.journal:
+            self._journal_path = self.log_path.with_suffix(".journal.json")
+            cmd = [sys.executable, "-m", "bench.journal_sim", "--token", TOKEN, "--latency",
+                   f"{self.latency_ms:g}", "--journal", str(self._journal_path)]  # fmt: skip
+        else:
+            cmd = [sys.executable, "-m", "stream.cli", "sim", "--port", "0",
+                   "--token", f"{TOKEN}=*", "--latency", f"{self.latency_ms:g}"]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAPI_STREAM_")}
         err = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -879,6 +988,20 @@ class SimProcess:
 
         result: dict[str, Any] = httpx.get(f"{self.url}/_sim/stats", timeout=30).json()
         return result
+
+    def read_journal(self, timeout_s: float = 30.0) -> list[list[Any]]:
+        """Every request so far: ``[pixel_id, arrived_at, answered_at, sent, [event_id, ...]]``."""
+        if not self.journal or self.proc is None:
+            raise RuntimeError("the simulator keeps no journal")
+        self._journal_path.unlink(missing_ok=True)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while not self._journal_path.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not write its journal")
+            time.sleep(0.05)
+        rows: list[list[Any]] = orjson.loads(self._journal_path.read_bytes())
+        return rows
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,71 +1,67 @@
-"""Deliver stage end to end (enriched topic → accepted by the simulator), beside the SDK baseline.
+"""Deliver stage end to end (enriched topic → accepted by the simulator), beside the SDK loop
+and a floor, in the same run, on the same records.
 
 The simulator (``capi-stream sim``) runs in its own process, so it never shares a GIL with what
 is measured; its latency is switched between runs through ``POST /_sim/faults``. Kafka is a real
 broker on loopback. The enriched inputs are what the normalize stage writes: seeded raw events
-(see :func:`bench.common.raw_events`) passed through ``Enricher.process``.
+(see :func:`bench.common.raw_events`) passed through ``Enricher.process``, over 8 pixels.
 
-Three measurements:
+Three contenders, each in its own fresh process (:func:`bench.common.in_child`), so its CPU is
+the stage process's alone (every thread: the event loop, the poll thread, librdkafka's):
 
-1. **Throughput at a simulated API latency** (50 and 500 ms; 200 ms too in a full run). For
-   capi-stream: ``Deliverer(settings).run()`` in this process with the default deliverer settings
-   (linger 1 s, 1,000 events a request, 32 requests in flight, 4 per lane), on 8 pixels (real
-   multi-pixel traffic) and on a single pixel. The rate counts from the first record consumed to
-   the last event accepted. The baseline: a plain confluent-kafka consumer loop over the same
-   8-pixel topic that builds the SDK's ``Event`` objects, posts each 1,000 events of a pixel with
-   ``EventRequest(...).execute()`` synchronously, and commits after each post (only offsets whose
-   events are all posted). It runs on a prefix of the topic (a whole number of 1,000-event
-   requests per pixel): its rate is one request at a time, so more events add only time.
-   The SDK posts through its own synchronous path (``FacebookAdsApi`` → ``AdsPixel.create_event``
-   → its ``requests.Session``); only the session's Graph base URL points at the simulator.
-2. **p99 latency at 5,000 events/s**: a separate process produces enriched events at a steady
-   5,000/s while the deliverer runs (50 ms simulated latency); an event's latency is the
-   deliverer's ``stats.latencies_s``: Meta's (the simulator's) answer minus the enriched
-   record's produce timestamp. Goal: p99 at most linger + 250 ms.
-3. **Peak RSS through an outage**: ``capi-stream deliver`` as its own process (settings as
-   ``CAPI_STREAM_*`` variables) facing a 200,000-event backlog while the simulator answers 503
-   to everything for 60 s; VmHWM from ``/proc/PID/status``; then every event must be accepted
-   and committed. Goal: at most 300 MB.
+* ``capi-stream``: the deliver stage with its default settings (linger 1 s, 1,000 events a
+  request, 32 requests in flight, 4 per lane), from ``run()`` until the last event is accepted;
+* ``floor``: the least a program can do and still deliver: a plain consumer thread that decodes
+  each envelope with fastavro and hands batches to an asyncio loop, which splices the events'
+  JSON bytes into 1,000-event bodies per pixel and posts them with httpx (32 in flight). No
+  offsets committed, no retries, no dead letters, no lanes, no expiry: no guarantees;
+* ``sdk``: a plain consumer loop that builds the ``facebook-business`` SDK's ``Event`` objects
+  and posts each 1,000 events of a pixel with ``EventRequest(...).execute()`` synchronously,
+  committing after each post (only offsets whose events were all posted). It runs on a prefix of
+  the topic: its rate is one request at a time, so more events add only time. The SDK posts
+  through its own path (``FacebookAdsApi`` → its ``requests.Session``); only the session's
+  Graph base URL points at the simulator.
+
+Rates count from the first record read to the last event accepted; CPU counts from the start
+of the contender's work (consumer creation, group join) to the last event accepted.
+
+Goals: CPU per event at most 1.5x the floor's; at 500 ms, at least 10x the SDK loop's rate;
+at most 0.05 CPU-seconds per 1,000 events.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
-import pickle
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from bench.common import (
-    ROOT,
     TOKEN,
-    RssSampler,
     SimProcess,
+    bench_settings,
+    cpu_times,
     create_topics,
+    deliverer_class,
+    in_child,
     log,
-    percentile,
     pixel_ids,
-    proc_status_mb,
     produce,
     sdk_event,
+    stage_names,
     unique,
 )
 
 SEED = 20_260_202
 PARTITIONS = 6
-THROUGHPUT_GOAL = 10.0
-RSS_GOAL_MB = 300.0
-LATENCY_SLACK_MS = 250.0
+SDK_GOAL = 10.0
+FLOOR_GOAL = 1.5
+CPU_GOAL_S_PER_1000 = 0.05
 BATCH = 1000
 
 Pairs = list[tuple[bytes | None, bytes]]
@@ -103,61 +99,78 @@ def _enriched_chunk(job: tuple[int, int, int, int, list[str]]) -> Pairs:
     return pairs
 
 
+_PAIRS: dict[tuple[int, tuple[str, ...], int], Pairs] = {}
+
+
 def enriched_pairs(n: int, pixels: Sequence[str], seed: int = SEED) -> Pairs:
     """``n`` enriched (key, value) pairs as the normalize stage writes them (seeded per chunk of
-    25,000, built on every CPU: this is input preparation, not a measurement)."""
+    25,000, built on every CPU: this is input preparation, not a measurement). Kept for the run:
+    the latency and outage benchmarks take theirs from the same pairs."""
+    for (have, have_pixels, have_seed), pairs in _PAIRS.items():
+        if have >= n and have_pixels == tuple(pixels) and have_seed == seed:
+            return pairs[:n]
     now = int(time.time())
     chunk = 25_000
     jobs = [(a, min(a + chunk, n), seed, now, list(pixels)) for a in range(0, n, chunk)]
     workers = min(len(jobs), len(os.sched_getaffinity(0)))
     if workers <= 1:
-        return [pair for job in jobs for pair in _enriched_chunk(job)]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        parts = pool.map(_enriched_chunk, jobs)
-    return [pair for part in parts for pair in part]
+        pairs = [pair for job in jobs for pair in _enriched_chunk(job)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_enriched_chunk, jobs)
+        pairs = [pair for part in parts for pair in part]
+    _PAIRS[(n, tuple(pixels), seed)] = pairs
+    return pairs
 
 
-def _produce(bootstrap: str, pairs: Pairs) -> str:
+def produce_topic(bootstrap: str, pairs: Pairs, partitions: int = PARTITIONS) -> str:
+    """A fresh enriched topic holding ``pairs``."""
     topic = unique("enriched")
-    create_topics(bootstrap, [topic], PARTITIONS)
+    create_topics(bootstrap, [topic], partitions)
     produce(bootstrap, topic, pairs)
     return topic
 
 
-def _settings(bootstrap: str, topic: str, sim_url: str, **deliverer: Any) -> Any:
-    from tests.integration.helpers import stage_settings
-
-    names = {
-        "raw": unique("raw-unused"),
-        "enriched": topic,
-        "dlq": unique("dlq"),
-        "normalizer_group": unique("norm-unused"),
-        "deliverer_group": unique("deliv"),
-    }
+def deliver_settings(
+    bootstrap: str,
+    topic: str,
+    sim_url: str,
+    *,
+    deliverer: Mapping[str, Any] | None = None,
+    consumer: Mapping[str, Any] | None = None,
+) -> Any:
+    """The deliver stage's settings on ``topic``, posting to the simulator at ``sim_url``."""
+    names = stage_names(enriched=topic, raw=unique("raw-unused"))
     # the stage reads the dead-letter topic's record size limit at start: it must exist
     create_topics(bootstrap, [names["dlq"]], 1)
-    return stage_settings(
-        bootstrap, names, access_token=TOKEN, deliverer={"graph_url": sim_url, **deliverer}
+    return bench_settings(
+        bootstrap, names, deliverer={"graph_url": sim_url, **(deliverer or {})}, consumer=consumer
     )
 
 
-# -- capi-stream, in this process ------------------------------------------------------------
+# -- capi-stream ------------------------------------------------------------------------------
 
 
-class _DoneSensor:
-    """Notes when the ``expected``-th event is settled and stops the stage (no polling thread)."""
+class DoneSensor:
+    """Notes the first record read and the ``expected``-th event settled, then stops the stage.
 
-    def __init__(self, expected: int, marks: dict[str, float]) -> None:
+    The stage calls it; no thread polls the stage for progress.
+    """
+
+    def __init__(self, expected: int) -> None:
         self.expected = expected
-        self.marks = marks
         self.settled = 0
+        self.marks: dict[str, float] = {}
+        self.cpu_at: dict[str, float] = {}
         self.stage: Any = None
 
     def count(self, name: str, value: float = 1.0, **labels: str) -> None:  # noqa: ARG002
-        if name in ("events_posted", "dead_lettered"):
+        if name == "consumed" and "first" not in self.marks:
+            self.marks["first"], self.cpu_at["first"] = cpu_times()
+        elif name in ("events_posted", "dead_lettered"):
             self.settled += int(value)
             if self.settled >= self.expected and "done" not in self.marks:
-                self.marks["done"] = time.perf_counter()
+                self.marks["done"], self.cpu_at["done"] = cpu_times()
                 self.stage.stop()
 
     def gauge(self, name: str, value: float, **labels: str) -> None:
@@ -167,42 +180,23 @@ class _DoneSensor:
         """Nothing."""
 
 
-def run_capi(bootstrap: str, topic: str, sim: SimProcess, expected: int) -> dict[str, Any]:
-    """One deliverer over ``topic`` until every event is accepted; the stage then drains."""
-    from stream.deliverer import Deliverer
-
-    sim.reset()
-    settings = _settings(bootstrap, topic, sim.url)
-    marks: dict[str, float] = {}
-    sensor = _DoneSensor(expected, marks)
-    stage = Deliverer(settings, sensor=sensor)
+def capi_child(settings: Any, expected: int) -> dict[str, Any]:
+    """Child process: the deliver stage until ``expected`` events are settled."""
+    sensor = DoneSensor(expected)
+    stage = deliverer_class()(settings, sensor=sensor)
     sensor.stage = stage
-    stop = threading.Event()
-
-    def first_record() -> None:
-        # only until the first record: the end is noted by the sensor, not by polling
-        while not stop.is_set() and not stage.stats.consumed:
-            time.sleep(0.01)
-        marks.setdefault("first", time.perf_counter())
-
-    watcher = threading.Thread(target=first_record, daemon=True)
     timer = threading.Timer(300, stage.stop)  # never hang the whole run
-    start = time.perf_counter()
-    cpu_start = time.process_time()  # this process: the stage's loop, poll thread, librdkafka
-    watcher.start()
     timer.start()
+    start, cpu_start = cpu_times()
     try:
         stats = stage.run()
     finally:
-        stop.set()
         timer.cancel()
-    ended = time.perf_counter()
-    cpu_s = time.process_time() - cpu_start
-    sim_stats = sim.stats()
-    if "done" not in marks:
-        raise RuntimeError(f"capi-stream delivered {stats.delivered} of {expected}")
-    window = marks["done"] - marks["first"]
-    lat = stats.latencies_s
+    ended, cpu_end = cpu_times()
+    if "done" not in sensor.marks:
+        raise RuntimeError(f"capi-stream settled {sensor.settled} of {expected}")
+    window = sensor.marks["done"] - sensor.marks["first"]
+    cpu_s = sensor.cpu_at["done"] - cpu_start
     return {
         "events": expected,
         "delivered": stats.delivered,
@@ -210,25 +204,138 @@ def run_capi(bootstrap: str, topic: str, sim: SimProcess, expected: int) -> dict
         "requests": stats.requests,
         "retries": stats.retries,
         "events_per_s": round(expected / window),
-        # start-up, delivery, drain and commit; the simulator runs in its own process
+        "cpu_s": round(cpu_s, 3),
         "cpu_s_per_1000_events": round(cpu_s / expected * 1000, 4),
-        "events_per_s_from_start": round(expected / (marks["done"] - start)),
+        "cpu_s_first_record_to_done_per_1000": round(
+            (sensor.cpu_at["done"] - sensor.cpu_at["first"]) / expected * 1000, 4
+        ),
+        "cpu_s_drain_and_close": round(cpu_end - sensor.cpu_at["done"], 3),
         "seconds_first_record_to_last_accept": round(window, 3),
-        "seconds_start_to_first_record": round(marks["first"] - start, 3),
-        "seconds_drain_and_commit": round(ended - marks["done"], 3),
-        "sim_accepted": sim_stats["accepted"],
-        "sim_duplicates": sim_stats["duplicates"],
-        "sim_requests": sim_stats["requests"],
-        "latency_p50_ms": round(percentile(lat, 50) * 1000, 1),
-        "latency_p99_ms": round(percentile(lat, 99) * 1000, 1),
+        "seconds_start_to_first_record": round(sensor.marks["first"] - start, 3),
+        "seconds_drain_and_close": round(ended - sensor.marks["done"], 3),
     }
 
 
-# -- the SDK baseline -------------------------------------------------------------------------
+# -- the floor --------------------------------------------------------------------------------
 
 
-def run_baseline(bootstrap: str, topic: str, sim: SimProcess, limit: int) -> dict[str, Any]:
-    """A plain consumer loop: SDK ``EventRequest`` per 1,000 events of a pixel, commit after."""
+def floor_child(bootstrap: str, topic: str, sim_url: str, expected: int) -> dict[str, Any]:
+    """Child process: consume, splice 1,000 events per pixel into a body, POST; nothing else."""
+    import asyncio
+    import io
+
+    import fastavro
+    import httpx
+    from confluent_kafka import Consumer
+
+    from stream import schemas
+
+    start, cpu_start = cpu_times()
+    schema = fastavro.parse_schema(schemas.load("capi_event"))
+    reader = fastavro.schemaless_reader
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": unique("floor"),
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })  # fmt: skip
+    consumer.subscribe([topic])
+    marks: dict[str, float] = {}
+    cpu_at: dict[str, float] = {}
+    counts = {"consumed": 0, "posted": 0, "requests": 0}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32), timeout=60
+        )
+        slots = asyncio.Semaphore(32)
+        buffers: dict[str, list[bytes]] = {}
+        tasks: set[asyncio.Task[None]] = set()
+        suffix = b'],"access_token":' + orjson.dumps(TOKEN) + b"}"
+        headers = {"Content-Type": "application/json"}
+
+        async def post(pixel: str, events: list[bytes]) -> None:
+            body = b'{"data":[' + b",".join(events) + suffix
+            async with slots:
+                answer = await client.post(f"{sim_url}/v25.0/{pixel}/events", content=body,
+                                           headers=headers)  # fmt: skip
+            if answer.status_code != 200:
+                raise RuntimeError(f"the floor's request got HTTP {answer.status_code}")
+            counts["posted"] += orjson.loads(answer.content)["events_received"]
+            counts["requests"] += 1
+            if counts["posted"] >= expected:
+                marks["done"], cpu_at["done"] = cpu_times()
+                done.set()
+
+        def send(pixel: str, events: list[bytes]) -> None:
+            task = loop.create_task(post(pixel, events))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        def ingest(items: list[tuple[str, bytes]], last: bool) -> None:
+            for pixel, event in items:
+                buf = buffers.get(pixel)
+                if buf is None:
+                    buf = buffers[pixel] = []
+                buf.append(event)
+                if len(buf) == BATCH:
+                    send(pixel, buf)
+                    buffers[pixel] = []
+            if last:
+                for pixel, buf in buffers.items():
+                    if buf:
+                        send(pixel, buf)
+                buffers.clear()
+
+        def poll() -> None:
+            consumed = 0
+            while consumed < expected:
+                messages = consumer.consume(1000, 0.1)
+                items = []
+                for msg in messages:
+                    if msg.error() is not None:
+                        continue
+                    record = reader(io.BytesIO(msg.value()), schema, None)
+                    items.append((record["pixel_id"], record["event_json"]))
+                if items:
+                    marks.setdefault("first", time.perf_counter())
+                    consumed += len(items)
+                    loop.call_soon_threadsafe(ingest, items, consumed >= expected)
+            counts["consumed"] = consumed
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        await asyncio.wait_for(done.wait(), 300)
+        for task in list(tasks):
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        await client.aclose()
+        poller.join(10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        consumer.close()
+    cpu_s = cpu_at["done"] - cpu_start
+    window = marks["done"] - marks["first"]
+    return {
+        "events": expected,
+        "delivered": counts["posted"],
+        "requests": counts["requests"],
+        "events_per_s": round(expected / window),
+        "cpu_s": round(cpu_s, 3),
+        "cpu_s_per_1000_events": round(cpu_s / expected * 1000, 4),
+        "seconds_first_record_to_last_accept": round(window, 3),
+        "seconds_start_to_first_record": round(marks["first"] - start, 3),
+    }
+
+
+# -- the SDK loop -----------------------------------------------------------------------------
+
+
+def sdk_child(bootstrap: str, topic: str, sim_url: str, limit: int) -> dict[str, Any]:
+    """Child process: SDK ``EventRequest`` per 1,000 events of a pixel, commit after each."""
     import io
 
     import fastavro
@@ -238,21 +345,17 @@ def run_baseline(bootstrap: str, topic: str, sim: SimProcess, limit: int) -> dic
 
     from stream import schemas
 
-    sim.reset()
+    start, cpu_start = cpu_times()
     api = FacebookAdsApi.init(access_token=TOKEN, api_version="v25.0")
     # the SDK's own synchronous path; only its session's Graph base URL is the simulator's
-    api._session.GRAPH = sim.url
+    api._session.GRAPH = sim_url
     schema = fastavro.parse_schema(schemas.load("capi_event"))
     custom_fields = _custom_data_fields()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": unique("sdk-baseline"),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": unique("sdk-baseline"),
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })  # fmt: skip
     consumer.subscribe([topic])
     buffers: dict[str, list[tuple[tuple[str, int], int, Any]]] = {}
     next_offset: dict[tuple[str, int], int] = {}
@@ -282,7 +385,6 @@ def run_baseline(bootstrap: str, topic: str, sim: SimProcess, limit: int) -> dic
         ]
         consumer.commit(offsets=commit, asynchronous=False)
 
-    start = time.perf_counter()
     try:
         while consumed < limit:
             msg = consumer.poll(1.0)
@@ -309,260 +411,18 @@ def run_baseline(bootstrap: str, topic: str, sim: SimProcess, limit: int) -> dic
                 post(record["pixel_id"])
         for pixel in list(buffers):
             post(pixel)
-        done = time.perf_counter()
+        done, cpu_done = cpu_times()
     finally:
         consumer.close()
-    sim_stats = sim.stats()
     assert first is not None
     return {
         "events": posted,
         "requests": requests,
         "events_per_s": round(posted / (done - first)),
-        "events_per_s_from_start": round(posted / (done - start)),
+        "cpu_s": round(cpu_done - cpu_start, 3),
+        "cpu_s_per_1000_events": round((cpu_done - cpu_start) / posted * 1000, 4),
         "seconds_first_record_to_last_accept": round(done - first, 3),
         "median_post_ms": round(sorted(post_seconds)[len(post_seconds) // 2] * 1000, 1),
-        "sim_accepted": sim_stats["accepted"],
-    }
-
-
-# -- p99 latency at a steady rate -------------------------------------------------------------
-
-
-def _paced_producer(bootstrap: str, topic: str, path: str, rate: float, conn: Any) -> None:
-    """Child process: produce the pairs in ``path`` at ``rate`` per second, then report."""
-    from confluent_kafka import Producer
-
-    with open(path, "rb") as f:
-        pairs: Pairs = pickle.load(f)  # noqa: S301 - our own temporary file
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, "acks": "all"}
-    )
-    began = time.monotonic()
-    sent = 0
-    worst_behind = 0
-    total = len(pairs)
-    while sent < total:
-        due = min(total, int((time.monotonic() - began) * rate) + 1)
-        worst_behind = max(worst_behind, due - sent)
-        while sent < due:
-            key, value = pairs[sent]
-            producer.produce(topic, key=key, value=value)
-            sent += 1
-        producer.poll(0)
-        time.sleep(0.002)
-    elapsed = time.monotonic() - began
-    producer.flush(60)
-    conn.send(
-        {
-            "produced": sent,
-            "seconds": round(elapsed, 3),
-            "achieved_rate": round(sent / elapsed, 1),
-            "worst_backlog_events": worst_behind,
-        }
-    )
-    conn.close()
-
-
-def run_latency(
-    bootstrap: str, sim: SimProcess, pairs: Pairs, *, rate: float, seconds: float, label: str
-) -> dict[str, Any]:
-    """The deliverer runs; another process produces at ``rate``/s for ``seconds``."""
-    from stream.deliverer import Deliverer
-
-    count = int(rate * seconds)
-    if count > len(pairs):
-        raise ValueError(f"need {count} events, have {len(pairs)}")
-    topic = unique("enriched-steady")
-    create_topics(bootstrap, [topic], PARTITIONS)
-    sim.reset()
-    settings = _settings(bootstrap, topic, sim.url)
-    linger_ms = settings.deliverer.linger_ms
-    stage = Deliverer(settings)
-    runner = threading.Thread(target=stage.run, daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 60
-    while not stage.ready():
-        if time.monotonic() > deadline:
-            stage.stop()
-            raise RuntimeError("the deliverer got no partitions")
-        time.sleep(0.05)
-    with tempfile.NamedTemporaryFile(prefix="capi-bench-", suffix=".pkl", delete=False) as f:
-        pickle.dump(pairs[:count], f)
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    producer = ctx.Process(target=_paced_producer, args=(bootstrap, topic, f.name, rate, child))
-    producer.start()
-    report = parent.recv()
-    producer.join(30)
-    Path(f.name).unlink(missing_ok=True)
-    deadline = time.monotonic() + 120
-    while stage.stats.delivered + stage.stats.dead_lettered < report["produced"]:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    stage.stop()
-    runner.join(60)
-    lat_ms = [x * 1000 for x in stage.stats.latencies_s]
-    goal = linger_ms + LATENCY_SLACK_MS
-    p99 = percentile(lat_ms, 99)
-    sim_stats = sim.stats()
-    return {
-        "pixels": label,
-        "target_rate": rate,
-        "producer": report,
-        "delivered": stage.stats.delivered,
-        "dead_lettered": stage.stats.dead_lettered,
-        "requests": stage.stats.requests,
-        "sim_accepted": sim_stats["accepted"],
-        "sim_latency_ms": sim.latency_ms,
-        "linger_ms": linger_ms,
-        "latency_ms": {
-            "p50": round(percentile(lat_ms, 50), 1),
-            "p90": round(percentile(lat_ms, 90), 1),
-            "p99": round(p99, 1),
-            "max": round(max(lat_ms), 1) if lat_ms else None,
-            "samples": len(lat_ms),
-        },
-        "goal": {
-            "goal": f"p99 <= linger + {LATENCY_SLACK_MS:g} ms = {goal:g} ms",
-            "measured_ms": round(p99, 1),
-            "met": p99 <= goal,
-            "margin_ms": round(goal - p99, 1),
-        },
-    }
-
-
-# -- peak RSS through an outage ---------------------------------------------------------------
-
-
-def _committed(bootstrap: str, group: str, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], 30)
-        return sum(max(p.offset, 0) for p in parts)
-    finally:
-        consumer.close()
-
-
-def _child_settings(env: dict[str, str]) -> dict[str, Any]:
-    """The deliverer settings a ``capi-stream`` process started with ``env`` gets (its own
-    import of stream/, which may be newer than this process's)."""
-    code = (
-        "import json; from stream.config import Settings; d = Settings().deliverer; "
-        "print(json.dumps({k: getattr(d, k) for k in ('max_pending', 'resume_pending', "
-        "'retry_max_s', 'max_in_flight', 'max_in_flight_per_lane', 'linger_ms')}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
-def _summary(log_text: str) -> dict[str, int]:
-    """The counts the deliverer printed on exit (either of the CLI's two summary shapes)."""
-    import re
-
-    found: dict[str, int] = {}
-    for name in (
-        "consumed",
-        "delivered",
-        "dead_lettered",
-        "dead-lettered",
-        "requests",
-        "retries",
-        "max_pending",
-    ):
-        match = re.findall(rf"\b{name}[ =](\d+)", log_text)
-        if match:
-            found[name.replace("-", "_")] = int(match[-1])
-    return found
-
-
-def run_outage(bootstrap: str, sim: SimProcess, pairs: Pairs, outage_s: float) -> dict[str, Any]:
-    """``capi-stream deliver`` (own process) facing a backlog while the API is down."""
-    from tests.integration.helpers import stage_env
-
-    backlog = len(pairs)
-    began = time.perf_counter()
-    topic = _produce(bootstrap, pairs)
-    log(f"outage: produced a {backlog:,}-event backlog in {time.perf_counter() - began:.1f}s")
-    sim.reset()
-    # retries back off at most 5 s (default 60) so the run ends soon after the outage
-    settings = _settings(bootstrap, topic, sim.url, retry_max_s=5.0)
-    env = stage_env(settings)
-    env["CAPI_STREAM_ACCESS_TOKEN"] = TOKEN  # the dump masks secrets
-    env["PYTHONPATH"] = str(ROOT)
-    log_path = Path(tempfile.mkstemp(prefix="capi-bench-deliver-", suffix=".log")[1])
-    effective = _child_settings(env)
-    sim.set_faults(outage_seconds=outage_s, latency={"kind": "fixed", "ms": sim.latency_ms})
-    outage_began = time.perf_counter()
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "deliver"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    sampler = RssSampler(proc.pid, 0.1).start()
-    accepted = 0
-    rss_at_outage_end = None
-    all_accepted_at = None
-    try:
-        deadline = outage_began + outage_s + 240
-        while time.perf_counter() < deadline and proc.poll() is None:
-            if rss_at_outage_end is None and time.perf_counter() - outage_began >= outage_s:
-                rss_at_outage_end = proc_status_mb(proc.pid, "VmRSS")
-            accepted = sim.stats()["accepted"]
-            if accepted >= backlog:
-                all_accepted_at = time.perf_counter()
-                break
-            time.sleep(0.5)
-        time.sleep(3)  # a commit interval or so, so that the last offsets are committed
-        sampler.sample()
-        hwm = proc_status_mb(proc.pid, "VmHWM")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        sampler.stop()
-    summary = _summary(log_path.read_text(errors="replace"))
-    committed = _committed(bootstrap, settings.deliverer.group_id, topic)
-    sim_stats = sim.stats()
-    sim.set_latency(sim.latency_ms)  # clears the outage
-    peak = max(x for x in (hwm, sampler.hwm_mb, sampler.peak_sampled_mb) if x is not None)
-    timeline = [(round(t, 1), round(mb, 1)) for t, mb in sampler.samples[::10]]
-    return {
-        "backlog_events": backlog,
-        "outage_seconds": outage_s,
-        "sim_accepted": sim_stats["accepted"],
-        "sim_duplicates": sim_stats["duplicates"],
-        "sim_requests": sim_stats["requests"],
-        "sim_faults": sim_stats["faults"],
-        "committed_events": committed,
-        "all_delivered_and_committed": sim_stats["accepted"] >= backlog and committed >= backlog,
-        "seconds_outage_end_to_all_accepted": round(all_accepted_at - outage_began - outage_s, 1)
-        if all_accepted_at
-        else None,
-        "peak_rss_mb_vmhwm": round(peak, 1),
-        "rss_mb_at_outage_end": round(rss_at_outage_end, 1) if rss_at_outage_end else None,
-        "rss_timeline_s_mb": timeline,
-        "deliverer_exit_code": proc.returncode,
-        "deliverer_summary": summary,
-        "deliverer_log": str(log_path),
-        "deliverer_settings": effective,
-        "goal": {
-            "goal": f"peak RSS <= {RSS_GOAL_MB:g} MB",
-            "measured_mb": round(peak, 1),
-            "met": peak <= RSS_GOAL_MB and sim_stats["accepted"] >= backlog,
-            "margin_mb": round(RSS_GOAL_MB - peak, 1),
-        },
     }
 
 
@@ -575,110 +435,97 @@ def _custom_data_fields() -> frozenset[str]:
     return frozenset(f["name"] for f in custom["fields"]) - {"custom_properties"}
 
 
-# -- the whole benchmark ----------------------------------------------------------------------
+# -- one latency point ------------------------------------------------------------------------
+
+
+def _checked(sim: SimProcess, result: dict[str, Any], expected: int) -> dict[str, Any]:
+    stats = sim.stats()
+    result["sim_accepted"] = stats["accepted"]
+    result["sim_duplicates"] = stats["duplicates"]
+    result["sim_requests"] = stats["requests"]
+    if stats["accepted"] < expected:
+        raise RuntimeError(f"the simulator accepted {stats['accepted']} of {expected}")
+    return result
+
+
+def run_point(
+    bootstrap: str, sim: SimProcess, topic: str, events: int, sdk_events: int
+) -> dict[str, Any]:
+    """The three contenders at the simulator's current latency."""
+    point: dict[str, Any] = {}
+    sim.reset()
+    settings = deliver_settings(bootstrap, topic, sim.url)
+    point["capi"] = _checked(sim, in_child(capi_child, settings, events), events)
+    sim.reset()
+    point["floor"] = _checked(sim, in_child(floor_child, bootstrap, topic, sim.url, events), events)
+    sim.reset()
+    point["sdk"] = _checked(
+        sim, in_child(sdk_child, bootstrap, topic, sim.url, sdk_events), sdk_events
+    )
+    capi, floor, sdk = point["capi"], point["floor"], point["sdk"]
+    point["rate_vs_sdk"] = round(capi["events_per_s"] / sdk["events_per_s"], 2)
+    point["rate_vs_floor"] = round(capi["events_per_s"] / floor["events_per_s"], 3)
+    point["cpu_vs_floor"] = round(capi["cpu_s_per_1000_events"] / floor["cpu_s_per_1000_events"], 3)
+    point["cpu_vs_sdk"] = round(capi["cpu_s_per_1000_events"] / sdk["cpu_s_per_1000_events"], 3)
+    return point
+
+
+def goals(throughput: Mapping[str, Any]) -> dict[str, Any]:
+    """Met or missed, with the margin, for each goal of the deliver stage."""
+    out: dict[str, Any] = {}
+    worst_floor = max(p["cpu_vs_floor"] for p in throughput.values())
+    out["cpu_vs_floor"] = {
+        "goal": f"CPU per event <= {FLOOR_GOAL}x the floor's (at every latency)",
+        "measured": worst_floor,
+        "met": worst_floor <= FLOOR_GOAL,
+        "margin": round(FLOOR_GOAL - worst_floor, 3),
+    }
+    worst_cpu = max(p["capi"]["cpu_s_per_1000_events"] for p in throughput.values())
+    out["cpu_per_1000"] = {
+        "goal": f"<= {CPU_GOAL_S_PER_1000} CPU-s per 1,000 events (at every latency)",
+        "measured": worst_cpu,
+        "met": worst_cpu <= CPU_GOAL_S_PER_1000,
+        "margin": round(CPU_GOAL_S_PER_1000 - worst_cpu, 4),
+    }
+    if (at500 := throughput.get("500ms")) is not None:
+        ratio = at500["rate_vs_sdk"]
+        out["rate_vs_sdk_500ms"] = {
+            "goal": f">= {SDK_GOAL:g}x the SDK loop's rate at 500 ms",
+            "measured": ratio,
+            "met": ratio >= SDK_GOAL,
+            "margin": round(ratio - SDK_GOAL, 2),
+        }
+    return out
 
 
 def run(
-    bootstrap: str,
-    *,
-    events: int,
-    baseline_events: int,
-    latencies: Sequence[float],
-    single_pixel_events: int,
-    steady_seconds: float,
-    steady_single: bool,
-    backlog: int,
-    outage_s: float,
+    bootstrap: str, *, events: int, sdk_events: int, latencies: Sequence[float]
 ) -> dict[str, Any]:
-    from stream.logs import configure
-
-    configure("warning", "json")  # the in-process deliverer logs only problems
-    pixels8, pixel1 = pixel_ids(8), pixel_ids(1)
-    log(f"deliver: normalizing {max(events, backlog):,} + {single_pixel_events:,} events")
-    many = enriched_pairs(max(events, backlog), pixels8)
-    single = enriched_pairs(single_pixel_events, pixel1, seed=SEED + 1)
-    topic8 = _produce(bootstrap, many[:events])
-    topic1 = _produce(bootstrap, single)
-    log(f"deliver: produced {events:,} (8 pixels) and {len(single):,} (1 pixel) enriched events")
+    pixels = pixel_ids(8)
+    log(f"deliver: normalizing {events:,} events over 8 pixels")
+    topic = produce_topic(bootstrap, enriched_pairs(events, pixels))
+    log(f"deliver: produced {events:,} enriched events")
     sim = SimProcess(latency_ms=latencies[0]).start()
-    data: dict[str, Any] = {
-        "seed": SEED,
-        "events_8_pixels": events,
-        "events_1_pixel": len(single),
-        "throughput": {},
-    }
+    data: dict[str, Any] = {"seed": SEED, "events": events, "pixels": 8, "throughput": {}}
     try:
         for latency in latencies:
             sim.set_latency(latency)
             sim.latency_ms = latency
-            point: dict[str, Any] = {}
-            point["capi_8_pixels"] = run_capi(bootstrap, topic8, sim, events)
-            log(
-                f"deliver @{latency:g} ms: capi-stream 8 pixels "
-                f"{point['capi_8_pixels']['events_per_s']:,} events/s"
-            )
-            point["capi_1_pixel"] = run_capi(bootstrap, topic1, sim, len(single))
-            log(
-                f"deliver @{latency:g} ms: capi-stream 1 pixel "
-                f"{point['capi_1_pixel']['events_per_s']:,} events/s"
-            )
-            point["sdk_baseline"] = run_baseline(bootstrap, topic8, sim, baseline_events)
-            log(
-                f"deliver @{latency:g} ms: SDK baseline "
-                f"{point['sdk_baseline']['events_per_s']:,} events/s"
-            )
-            base = point["sdk_baseline"]["events_per_s"]
-            point["ratio_8_pixels_vs_baseline"] = round(
-                point["capi_8_pixels"]["events_per_s"] / base, 2
-            )
-            point["ratio_1_pixel_vs_baseline"] = round(
-                point["capi_1_pixel"]["events_per_s"] / base, 2
-            )
+            point = run_point(bootstrap, sim, topic, events, sdk_events)
             data["throughput"][f"{latency:g}ms"] = point
-        steady_latency = 50.0
-        sim.set_latency(steady_latency)
-        sim.latency_ms = steady_latency
-        data["latency_5k"] = {}
-        data["latency_5k"]["8_pixels"] = run_latency(
-            bootstrap, sim, many, rate=5000, seconds=steady_seconds, label="8"
-        )
-        log(
-            f"deliver p99 @5k/s, 8 pixels: {data['latency_5k']['8_pixels']['latency_ms']['p99']} ms"
-        )
-        if steady_single:
-            seconds = min(steady_seconds, len(single) / 5000)
-            data["latency_5k"]["1_pixel"] = run_latency(
-                bootstrap, sim, single, rate=5000, seconds=seconds, label="1"
-            )
             log(
-                f"deliver p99 @5k/s, 1 pixel: "
-                f"{data['latency_5k']['1_pixel']['latency_ms']['p99']} ms"
+                f"deliver @{latency:g} ms: capi-stream {point['capi']['events_per_s']:,}/s "
+                f"({point['capi']['cpu_s_per_1000_events']} CPU-s/1000), floor "
+                f"{point['floor']['events_per_s']:,}/s "
+                f"({point['floor']['cpu_s_per_1000_events']}), SDK "
+                f"{point['sdk']['events_per_s']:,}/s ({point['sdk']['cpu_s_per_1000_events']})"
             )
-        data["outage"] = run_outage(bootstrap, sim, many[:backlog], outage_s)
-        log(
-            f"deliver outage: peak RSS {data['outage']['peak_rss_mb_vmhwm']} MB, all delivered: "
-            f"{data['outage']['all_delivered_and_committed']}"
-        )
     finally:
         sim.stop()
-    at500 = data["throughput"].get("500ms")
-    goals: dict[str, Any] = {}
-    if at500:
-        ratio = at500["ratio_8_pixels_vs_baseline"]
-        goals["throughput_500ms_vs_baseline"] = {
-            "goal": f">= {THROUGHPUT_GOAL:g}x the SDK baseline at 500 ms (8 pixels)",
-            "measured": ratio,
-            "met": ratio >= THROUGHPUT_GOAL,
-            "margin": round(ratio - THROUGHPUT_GOAL, 2),
-            "single_pixel_measured": at500["ratio_1_pixel_vs_baseline"],
-            "single_pixel_met": at500["ratio_1_pixel_vs_baseline"] >= THROUGHPUT_GOAL,
-        }
-    goals["p99_latency_5k"] = data["latency_5k"]["8_pixels"]["goal"]
-    goals["peak_rss_outage"] = data["outage"]["goal"]
-    data["goals"] = goals
+    data["goals"] = goals(data["throughput"])
     return data
 
 
 if __name__ == "__main__":  # pragma: no cover - run through `python -m bench`
-    print("run `python -m bench` (see bench/__main__.py)", file=sys.stderr)
+    print("run `python -m bench --only deliver` (see bench/__main__.py)", file=sys.stderr)
     os._exit(2)

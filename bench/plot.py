@@ -1,4 +1,4 @@
-"""A PNG of deliver throughput vs simulated API latency: capi-stream beside the SDK baseline.
+"""A PNG of deliver throughput vs simulated API latency: capi-stream, the floor and the SDK loop.
 
 Optional: needs matplotlib (``pip install matplotlib``, not a project dependency); without it
 :func:`plot` returns None and the benchmarks go on.
@@ -22,9 +22,9 @@ def plot(deliver: dict[str, Any], path: Path) -> Path | None:
     points = sorted(deliver["throughput"].items(), key=lambda kv: float(kv[0].removesuffix("ms")))
     latencies = [float(k.removesuffix("ms")) for k, _ in points]
     series = {
-        "capi-stream, 8 pixels": [p["capi_8_pixels"]["events_per_s"] for _, p in points],
-        "capi-stream, 1 pixel": [p["capi_1_pixel"]["events_per_s"] for _, p in points],
-        "SDK EventRequest loop (baseline)": [p["sdk_baseline"]["events_per_s"] for _, p in points],
+        "capi-stream (8 pixels)": [p["capi"]["events_per_s"] for _, p in points],
+        "floor: splice + httpx, no guarantees": [p["floor"]["events_per_s"] for _, p in points],
+        "SDK EventRequest loop": [p["sdk"]["events_per_s"] for _, p in points],
     }
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for (label, values), marker in zip(series.items(), ("o", "s", "^"), strict=True):

@@ -1,18 +1,15 @@
-"""The operator tools beside hand-written loops, in the same run, against the same real broker.
+"""``capi-stream publish`` beside a hand-written loop, in the same run, against the same broker.
 
-Three pairs, each run in alternating rounds (hand-written, tool, hand-written, …) so a noisy
-neighbour slows both sides alike; every figure is a median and every goal a ratio (≥ 0.8x):
+The pair runs in alternating rounds (hand-written, tool, hand-written, …) so a noisy neighbour
+slows both sides alike; every figure is a median and the goal a ratio (≥ 0.8x). Replay and
+dlq republish have their own pairs (``bench/replay_bench.py``, ``bench/dlq_bench.py``).
 
-* ``publish``: ``capi-stream publish`` of a CSV file with Meta's offline-events columns, against
-  ten lines that read the same CSV, build the raw schema's dict, encode it with fastavro and
-  produce it idempotently (``acks=all``, the same producer settings). The first records of both
-  topics are compared byte for byte, so the loop cannot win by doing less.
-* ``replay``: ``capi-stream replay --stage normalize --mode oneoff`` over the published
-  partition, against a loop that reads the same range and produces every record again.
-* ``dlq``: ``capi-stream dlq republish --to raw`` over normalize-stage dead letters holding
-  those records, against a loop that reads each letter, decodes it and produces its original.
+The loop reads the same CSV of Meta's offline-events columns, builds the raw schema's dict,
+encodes it with fastavro and produces it idempotently (``acks=all``, the same producer
+settings). The first records of both topics are compared byte for byte, so the loop cannot win
+by doing less.
 
-The tools run in this process through their CLI entry (``stream.cli.main``), settings from the
+The tool runs in this process through its CLI entry (``stream.cli.main``), settings from the
 environment as a user would give them; each round writes to fresh topics.
 """
 
@@ -115,59 +112,6 @@ def hand_publish(topic: str, path: Path, producer_config: dict[str, Any]) -> int
     return count
 
 
-def hand_copy(
-    bootstrap: str, source: str, target: str, records: int, *, letters: bool = False
-) -> int:
-    """A plain consume-and-produce copy of ``records`` records, adding the provenance header the
-    tool adds (``letters``: each dead letter decoded, its original produced with its headers)."""
-    import fastavro
-    from confluent_kafka import Consumer, Producer, TopicPartition
-
-    from stream import schemas
-
-    letter_schema = fastavro.parse_schema(schemas.load("dead_letter"))
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("copy"),
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "acks": "all", "linger.ms": 20, "compression.type": "lz4"})  # fmt: skip
-    consumer.assign([TopicPartition(source, 0, 0)])  # as the tools do: no group to join
-    copied = 0
-    try:
-        while copied < records:
-            for msg in consumer.consume(500, 0.1):
-                if msg.error():
-                    continue
-                key, value = msg.key(), msg.value()
-                where = f"{source}[{msg.partition()}]@{msg.offset()}".encode()
-                if letters:
-                    letter = fastavro.schemaless_reader(io.BytesIO(value), letter_schema, None)
-                    key, value = letter["original_key"], letter["original_value"]
-                    src = letter["source"]
-                    headers = [(h["key"], h["value"]) for h in letter["headers"]]
-                    headers += [("capi.dlq.reason", letter["reason"].encode()),
-                                ("capi.dlq.source", where),
-                                ("capi.dlq.original",
-                                 f"{src['topic']}[{src['partition']}]@{src['offset']}".encode()),
-                                ("capi.dlq.attempts", b"%d" % letter["attempts"])]  # fmt: skip
-                else:
-                    headers = [*(msg.headers() or ()), ("capi.replay.source", where)]
-                while True:
-                    try:
-                        producer.produce(target, value, key, headers=headers)
-                        break
-                    except BufferError:
-                        producer.poll(0.1)
-                producer.poll(0)
-                copied += 1
-                if copied == records:
-                    break
-    finally:
-        consumer.close()
-    if producer.flush(120):
-        raise RuntimeError("the copy loop left records unacknowledged")
-    return copied
-
-
 @contextlib.contextmanager
 def _env(bootstrap: str, raw: str, dlq: str) -> Iterator[None]:
     """The tool's settings as a user gives them: ``CAPI_STREAM_*`` variables."""
@@ -199,28 +143,6 @@ def _values(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, byte
 
     settings = Settings(bootstrap_servers=bootstrap)
     return [(r.key, r.value) for r in read_ranges(settings, topic, {0: (0, n)})]
-
-
-def _letters(bootstrap: str, source: str, dlq: str, rows: int) -> None:
-    """One normalize-stage dead letter per record of ``source`` (reason ``bench``)."""
-    import time
-
-    from stream import schemas
-    from stream.config import Settings
-    from stream.core.codec import AvroCodec
-    from stream.core.dead_letter import dead_letter
-    from stream.kafka.range_reader import read_ranges
-
-    codec, now_ms = AvroCodec(schemas.load("dead_letter")), int(time.time() * 1000)
-    settings = Settings(bootstrap_servers=bootstrap)
-
-    def pairs() -> Iterator[tuple[bytes | None, bytes]]:
-        for record in read_ranges(settings, source, {0: (0, rows)}):
-            letter = dead_letter(stage="normalize", reason="bench", message="m", record=record,
-                                 now_ms=now_ms)  # fmt: skip
-            yield record.key, codec.encode(letter)
-
-    common.produce(bootstrap, dlq, pairs())
 
 
 def _pair(
@@ -299,31 +221,4 @@ def run(bootstrap: str, *, rows: int = 50_000, rounds: int = 3) -> dict[str, Any
     if not same:
         raise RuntimeError("the hand-written loop and capi-stream publish wrote different records")
 
-    source = made["tool"][0]
-
-    def tool_replay() -> int:
-        # replay copies onto its own input; every round replays the same range [0, rows)
-        with _env(bootstrap, source, unique("unused-dlq")):
-            _cli("replay", "--stage", "normalize", "--partition", "0",
-                 "--offsets", f"0-{rows - 1}")  # fmt: skip
-        return rows
-
-    results["replay"] = _pair(
-        "replay", rounds, lambda: hand_copy(bootstrap, source, fresh("copy"), rows), tool_replay
-    )
-    dlq = unique("dlq")
-    create_topics(bootstrap, [dlq], 1)
-    _letters(bootstrap, source, dlq, rows)
-
-    def tool_dlq() -> int:
-        with _env(bootstrap, fresh("republish"), dlq):
-            _cli("dlq", "republish", "--to", "raw", "--reason", "bench")
-        return rows
-
-    results["dlq_republish"] = _pair(
-        "dlq republish",
-        rounds,
-        lambda: hand_copy(bootstrap, dlq, fresh("dlq-copy"), rows, letters=True),
-        tool_dlq,
-    )
     return results
