@@ -308,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dlq_command == "republish":
         from stream.kafka.range_copy import Copier
 
-        # the copier's clients connect while the codecs and the ranges are set up
+        # the copier's producer connects while the codecs and the ranges are set up
         with Copier(settings, dry_run=args.dry_run) as copier:
             codecs = build_codecs(settings)
             try:

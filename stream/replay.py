@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "group":
         admin = OffsetsAdmin(settings)
         return _rewind(args, settings, stage, admin, lookup(admin), now=now)
-    # the copier's clients connect while the ranges are looked up
+    # the copier's producer connects while the ranges are looked up
     with Copier(settings, dry_run=args.dry_run) as copier:
         ranges = lookup(OffsetsAdmin(settings))
         tally = copy_range(copier, settings, stage, ranges, pixel=args.pixel,

@@ -83,8 +83,9 @@ class Tally:
 
 
 class Copier:
-    """The clients of a copy, made at once so that they connect while the caller looks up its
-    ranges; use as a context manager (or call :meth:`close`)."""
+    """The clients of a copy; use as a context manager (or call :meth:`close`). The producer
+    is made at once, so that it connects and gets its idempotent producer id while the caller
+    looks up its ranges; the reader's consumer when the copy starts (see :class:`RangeReader`)."""
 
     def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
         self._reader = RangeReader(settings)
