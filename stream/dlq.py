@@ -286,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
     """The ``dlq`` handler: dispatches to summary, show or republish."""
     from stream.config import load_settings
     from stream.kafka.cluster import wait_for_cluster
+    from stream.kafka.offsets_admin import one_off
     from stream.kafka.serde import build_codecs
     from stream.replay import parse_moment
 
@@ -302,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
     settings = load_settings(args.config, **overrides)
     wait_for_cluster(
-        settings,
+        one_off(settings),
         lambda line: print(f"capi-stream dlq: {line}", file=sys.stderr, flush=True),
     )
     if args.dlq_command == "republish":
@@ -397,6 +398,7 @@ def _republish(
     # compared with the letters' header values as they come: bytes
     reasons = frozenset(r.encode() for r in args.reason)
     only_stage = args.stage.encode() if args.stage is not None else None
+    reason_names, want_stage, want_pixel = frozenset(args.reason), args.stage, args.pixel
 
     def decide(
         value: bytes | None, _key: bytes | None, headers: RawHeaders, where: bytes
@@ -407,9 +409,11 @@ def _republish(
             letter = decode(value or b"")
         except DecodeError:
             return "not_a_dead_letter", None
-        # the pixel may take decoding the original: only a --pixel filter asks for it
-        pixel = pixel_of(letter, codecs) if args.pixel is not None else None
-        if not selected(args, letter, pixel):
+        # selected() with the filters at hand; the pixel may take decoding the original: only
+        # a --pixel filter asks for it
+        if letter["reason"] not in reason_names or (want_stage and letter["stage"] != want_stage):
+            return "not_selected", None
+        if want_pixel is not None and pixel_of(letter, codecs) != want_pixel:
             return "not_selected", None
         original = letter["original_value"]
         outcome = (

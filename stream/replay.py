@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     """The ``replay`` handler; returns the exit code."""
     from stream.config import load_settings
     from stream.kafka.cluster import wait_for_cluster
-    from stream.kafka.offsets_admin import OffsetsAdmin, parse_offsets
+    from stream.kafka.offsets_admin import OffsetsAdmin, one_off, parse_offsets
     from stream.kafka.range_copy import Copier
 
     now = time.time()
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
     settings = load_settings(args.config, **overrides)
     wait_for_cluster(
-        settings,
+        one_off(settings),
         lambda line: print(f"capi-stream replay: {line}", file=sys.stderr, flush=True),
     )
     stage = stage_of(settings, args.stage)

@@ -23,6 +23,7 @@ from stream.config import Settings
 from stream.core.errors import KafkaError
 from stream.core.records import Record
 from stream.kafka.errors import translate
+from stream.kafka.offsets_admin import one_off
 from stream.kafka.records import to_record
 
 #: ``partition -> (start, end)``: offsets ``start <= offset < end``.
@@ -78,7 +79,7 @@ class RangeReader:
 
     def __init__(self, settings: Settings) -> None:
         # a throwaway group id: librdkafka wants one, and nothing is ever committed under it
-        self._config = dict(settings.consumer_config(
+        self._config = dict(one_off(settings).consumer_config(
             f"capi-stream-reader-{uuid.uuid4().hex[:12]}", **{"enable.partition.eof": True}
         ))  # fmt: skip
         self._consumer: Consumer | None = None

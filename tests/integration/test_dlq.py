@@ -272,3 +272,15 @@ def test_republish_progress_counts_records(
     last = [line for line in captured.err.splitlines() if line.startswith("dlq")][-1]
     assert "100%" in last
     assert "5 records" in last
+
+
+def test_republish_filters_by_pixel(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--pixel keeps only that pixel's letters: P9 has none, P2 has the rejected one."""
+    argv = ("dlq", "republish", "--to", "enriched", "--reason", "rejected_by_meta", "--force",
+            "--dry-run", "--no-progress")  # fmt: skip
+    assert run_cli(monkeypatch, settings, *argv, "--pixel", "P9") == 0
+    assert capsys.readouterr().out.startswith("would republish 0 dead letters")
+    assert run_cli(monkeypatch, settings, *argv, "--pixel", "P2") == 0
+    assert capsys.readouterr().out.startswith("would republish 1 dead letter to")
