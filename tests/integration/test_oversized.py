@@ -253,7 +253,7 @@ def test_dlq_republish_skips_letters_cut_to_a_prefix(
 
     assert code == 0
     printed = capsys.readouterr().out
-    assert "republished 1 dead letters" in printed
+    assert "republished 1 dead letter to " in printed
     assert "skipped: 1 truncated" in printed
     republished = read_all(kafka_bootstrap, names["raw"], expected=1, idle_s=0.5)
     assert [(r.key, r.value) for r in republished] == [(b"whole", whole)]
