@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from stream.core.errors import KafkaError
+from stream.core.lag import commit_lag
 from stream.core.records import TopicPartition
 from stream.core.sensors import Sensor
 from stream.core.settlement import Settlement, Unsettled
@@ -103,12 +104,13 @@ async def stage_gauges(
     *,
     in_flight: int,
     halted: int,
-    high_watermarks: Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]] | None,
+    lag: Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]] | None,
 ) -> None:
     """The stage's gauges: in flight, pending, halted lanes, partitions, commit and consumer lag.
 
-    Consumer lag is read from the consumer's cached end offsets (no broker call), through the
-    poll thread; it is skipped when the consumer does not answer.
+    Consumer lag comes from the consumer's positions and readable ends (no broker call; see
+    :mod:`stream.core.lag`: 0 once everything readable is read, transaction markers included),
+    through the poll thread; it is skipped when the consumer does not answer.
     """
     sensor.gauge("in_flight", in_flight)
     sensor.gauge("pending", settlement.pending_count())
@@ -116,16 +118,15 @@ async def stage_gauges(
     assigned = settlement.assigned()
     sensor.gauge("assigned_partitions", len(assigned), stage="deliver")
     read = {tp: end for tp in assigned if (end := settlement.read_end(tp)) is not None}
-    lag = sum(end - (settlement.committed(tp) or end) for tp, end in read.items())
-    sensor.gauge("commit_lag", max(lag, 0), stage="deliver")
-    if high_watermarks is None:
+    committed = {tp: c for tp in read if (c := settlement.committed(tp)) is not None}
+    sensor.gauge("commit_lag", commit_lag(read, committed), stage="deliver")
+    if lag is None:
         return
     try:
-        ends = await high_watermarks(assigned)
+        left = await lag(assigned)
     except KafkaError:
         return
-    lag = sum(max(end - read.get(tp, end), 0) for tp, end in ends.items())
-    sensor.gauge("consumer_lag", lag, stage="deliver")
+    sensor.gauge("consumer_lag", sum(left.values()), stage="deliver")
 
 
 def _age(now: float, then: float | None) -> float | None:

@@ -241,7 +241,7 @@ class Deliverer(Lifecycle):
         await stage_gauges(
             self.sensor, self._settlement, in_flight=len(self._tasks),
             halted=len(self.halted_lanes),
-            high_watermarks=self._bridge.high_watermarks if self._bridge is not None else None,
+            lag=self._bridge.lag if self._bridge is not None else None,
         )  # fmt: skip
 
     # -- rebalance (on the loop, while the poll thread waits: never await the bridge here) ---

@@ -137,10 +137,10 @@ class PollBridge(Generic[T]):
         """Commit ``next_offset`` per partition synchronously, on the poll thread (rule 1)."""
         await self.call(lambda: self._commit(next_offsets))
 
-    async def high_watermarks(self, tps: Collection[TopicPartition]) -> dict[TopicPartition, int]:
-        """The last known end offset per partition (no broker call)."""
+    async def lag(self, tps: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+        """Records left to read per partition, past transaction markers (no broker call)."""
         frozen = set(tps)
-        return await self.call(lambda: self._consumer.high_watermarks(frozen))
+        return await self.call(lambda: self._consumer.lag(frozen))
 
     def stop(self) -> None:
         """Stop polling; the thread then closes the consumer (which runs the revoke callback)."""

@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from pydantic import SecretStr
 
 from stream import schemas
 from stream.core.codec import AvroCodec
+from stream.core.sensors import MemorySensor
 from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, PoisonRule, SimConfig, Simulator
 from tests.integration.helpers import (
@@ -198,3 +199,43 @@ def test_gateway_with_graph_and_a_filter_hook(kafka_bootstrap: str, names: dict[
         assert gateway.stats().accepted == 100
     assert stats.delivered == 200
     assert _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == 200
+
+
+def test_lags_reach_zero_over_transaction_markers(
+    kafka_bootstrap: str, names: dict[str, str], sim: Simulator, unique: Callable[[str], str]
+) -> None:
+    """The enriched topic written in transactions, as the exactly-once normalizer writes it (a
+    commit marker ends each partition): once every event is delivered and committed, the stage
+    reports consumer_lag 0 and commit_lag 0, not one per partition, and a pending of 0 with
+    the oldest pending wait of the pixel back at 0."""
+    now = time.time()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": unique("tx")})
+    producer.init_transactions(30)
+    for chunk in range(2):
+        producer.begin_transaction()
+        for i in range(chunk * 30, chunk * 30 + 30):
+            value = enriched_value(f"tx-{i}", PIXEL, now)
+            producer.produce(
+                names["enriched"], value=value, key=f"tx-{i}".encode(), partition=i % 3
+            )
+        producer.commit_transaction(30)
+    sensor = MemorySensor()
+    stage = Deliverer(_settings(kafka_bootstrap, names, sim, commit_interval_s=0.2), sensor=sensor)
+    thread = threading.Thread(target=stage.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: stage.stats.delivered == 60, 60, "every event delivered")
+        sensor.gauges.clear()  # only reports made after the last delivery count
+
+        def gauge(name: str, **labels: str) -> float | None:
+            return sensor.gauges.get((name, tuple(sorted(labels.items()))))
+
+        wait_until(lambda: gauge("consumer_lag", stage="deliver") == 0
+                   and gauge("commit_lag", stage="deliver") == 0, 30, "both lags at 0")  # fmt: skip
+        assert gauge("pending") == 0
+        assert gauge("assigned_partitions", stage="deliver") == 3
+        assert gauge("oldest_pending_wait_seconds", pixel=PIXEL) == 0
+        assert gauge("oldest_pending_age_seconds", pixel=PIXEL) == 0
+    finally:
+        stage.stop()
+        thread.join(60)
