@@ -39,6 +39,7 @@ class Lane:
         self.throttle = LaneThrottle(throttle_policy, rnd)
         self.halted_reason: str | None = None
         self.halted_since: float | None = None
+        self.throttled_since: float | None = None
         self.prober: object | None = None
         self.in_flight = 0  # requests posted and not answered yet
         self.last_success_at: float | None = None
@@ -66,6 +67,13 @@ class Lane:
                 continue
             return
 
+    def throttled(self, retry_after_s: float | None) -> None:
+        """A throttle answer: the whole lane waits (the server's hint is a floor)."""
+        now = self._clock()
+        if self.throttled_since is None or self.throttle.is_open(now):
+            self.throttled_since = now
+        self.throttle.on_throttle(now, retry_after_s)
+
     def halt(self, who: object, reason: str) -> bool:
         """Halt the lane; returns True when ``who`` becomes the one request that probes it."""
         if self.halted_reason is None:
@@ -80,6 +88,7 @@ class Lane:
         """An accepted request: the throttle resets and, if it was halted, the lane reopens."""
         now = self._clock()
         self.throttle.on_success(now)
+        self.throttled_since = None
         self.last_success_at = now
         if self.halted and (self.prober is who or self.prober is None):
             self.halted_reason = None
@@ -116,7 +125,7 @@ class Lane:
         if self.halted:
             state, since = "halted", self.halted_since
         elif not self.throttle.is_open(now):
-            state, since = "throttled", None
+            state, since = "throttled", self.throttled_since
         else:
             state, since = "running", None
         return LaneStatus(

@@ -180,7 +180,7 @@ class Sender:
         if isinstance(outcome, Throttled):
             if outcome.error is not None:
                 lane.errored(outcome.error)
-            lane.throttle.on_throttle(self._clock(), outcome.retry_after_s)
+            lane.throttled(outcome.retry_after_s)
             return
         if isinstance(outcome, Setup):
             lane.errored(outcome.error)

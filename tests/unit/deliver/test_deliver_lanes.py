@@ -78,11 +78,14 @@ def test_status_shows_halted_since_with_metas_error_then_running_with_a_success(
     assert (row.state, row.since, row.last_success_at) == ("running", None, 1010.0)
 
 
-def test_a_throttled_lane_reports_throttled_until_its_wait_is_over() -> None:
-    """After a throttle answer the lane is throttled for its backoff, then running again."""
-    now = [0.0]
+def test_a_throttled_lane_reports_throttled_since_its_first_throttle() -> None:
+    """Throttled from the first throttle answer (a second one keeps that time) until the wait
+    is over; then running again."""
+    now = [10.0]
     subject = lane(now)
-    ready_at = subject.throttle.on_throttle(now[0], 30.0)
-    assert subject.status().state == "throttled"
-    now[0] = ready_at
-    assert subject.status().state == "running"
+    subject.throttled(30.0)
+    now[0] = 20.0
+    subject.throttled(30.0)
+    assert (subject.status().state, subject.status().since) == ("throttled", 10.0)
+    now[0] = subject.throttle.ready_at()
+    assert (subject.status().state, subject.status().since) == ("running", None)
