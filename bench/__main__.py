@@ -49,20 +49,22 @@ FULL: dict[str, dict[str, Any]] = {
     "normalize": {"events": 60_000, "rounds": 3, "stage_repeats": 1},
     "deliver": {"events": 100_000, "sdk_events": 24_000, "latencies": (50.0, 500.0)},
     "latency": {
-        "rate": 5000.0, "seconds": 15.0,
-        "variants": ("default", "fetch_wait_50ms", "linger_500ms"),
+        "rate": 5000.0, "seconds": 12.0,
+        "variants": (
+            "default", "lane_jitter", "fetch_wait_50ms", "pipeline", "pipeline_txn_100_jitter",
+        ),
     },
     "breakdown": {"events": 20_000},
-    "workers": {"events": 60_000, "deliver_events": 60_000},
+    "workers": {"events": 50_000, "deliver_events": 50_000},
     "publish": {"rows": 30_000, "rounds": 3},
-    "replay": {"rows": 30_000, "rounds": 3},
-    "dlq": {"rows": 30_000, "rounds": 3},
+    "replay": {"rows": 20_000, "rounds": 3},
+    "dlq": {"rows": 20_000, "rounds": 3},
     "outage": {"backlog": 200_000, "outage_s": 60.0, "api_outage_s": 0.0},
 }  # fmt: skip
 QUICK: dict[str, dict[str, Any]] = {
     "normalize": {"events": 10_000, "rounds": 1, "stage_repeats": 1},
     "deliver": {"events": 16_000, "sdk_events": 8_000, "latencies": (50.0, 500.0)},
-    "latency": {"rate": 5000.0, "seconds": 6.0, "variants": ("default",)},
+    "latency": {"rate": 5000.0, "seconds": 6.0, "variants": ("default", "lane_jitter")},
     "breakdown": {"events": 5_000},
     "workers": {"events": 15_000, "deliver_events": 16_000},
     "publish": {"rows": 5_000, "rounds": 1},

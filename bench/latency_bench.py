@@ -66,20 +66,32 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "why": "the default, with the stage and the simulator at nice -10: what is left of the "
         "excess over linger when the host's other work cannot delay them",
     },
+    "lane_jitter": {
+        "deliverer": {}, "consumer": {}, "warm_producer": True, "patch": "lane_jitter",
+        "why": "the default, each new window opened up to 10 % of linger early (a random amount): "
+        "lanes stop closing their windows together (an experiment on stream/core/window.py, "
+        "patched in the stage's process only)",
+    },
     "linger_500ms": {
         "deliverer": {"linger_ms": 500}, "consumer": {}, "warm_producer": True,
         "why": "half the window: the p99 falls by about as much if the window dominates",
     },
     "pipeline": {
-        "deliverer": {}, "consumer": {}, "warm_producer": True, "normalizer": {},
-        "why": "raw records through the normalize stage (exactly once: one transaction per "
-        "poll batch of up to 500 records or 0.5 s) and the deliver stage; latency from the raw "
-        "record's produce",
+        "deliverer": {}, "consumer": {}, "warm_producer": True, "normalizer": {}, "rate": 2000.0,
+        "why": "raw records at 2,000/s (what one normalize process sustains here) through the "
+        "normalize stage (exactly once: one transaction per poll batch of up to 500 records or "
+        "0.5 s) and the deliver stage; latency from the raw record's produce",
     },
-    "pipeline_txn_100ms": {
-        "deliverer": {}, "consumer": {}, "warm_producer": True,
+    "pipeline_txn_100": {
+        "deliverer": {}, "consumer": {}, "warm_producer": True, "rate": 2000.0,
         "normalizer": {"poll_timeout_s": 0.1, "poll_batch": 100},
         "why": "the same, the normalizer's transaction cut at 100 records or 0.1 s",
+    },
+    "pipeline_txn_100_jitter": {
+        "deliverer": {}, "consumer": {}, "warm_producer": True, "rate": 2000.0,
+        "normalizer": {"poll_timeout_s": 0.1, "poll_batch": 100}, "patch": "lane_jitter",
+        "why": "both changes: the normalizer's transaction cut at 100 records or 0.1 s, and "
+        "each window opened up to 10 % of linger early",
     },
 }  # fmt: skip
 
@@ -87,11 +99,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # -- the processes ----------------------------------------------------------------------------
 
 
-def stage_child(conn: Any, settings: Any, nice: int = 0) -> None:
+def stage_child(conn: Any, settings: Any, nice: int = 0, patch: str | None = None) -> None:
     """Child: the deliver stage until the parent says stop; then its produce-to-accept figures."""
     from stream.logs import configure
 
     configure("warning", "json")
+    if patch == "lane_jitter":
+        _jitter_windows(settings.deliverer.linger_ms / 1000 * 0.1)
     if nice:
         os.nice(nice)  # before any thread starts: each inherits it
     sends = _trace_requests()
@@ -118,6 +132,31 @@ def stage_child(conn: Any, settings: Any, nice: int = 0) -> None:
         # CPU of the stage process over the run, as a share of one core
         "cpu_share": round((busy[3] - busy[1]) / (busy[2] - busy[0]), 3) if busy[3:] else None,
     })  # fmt: skip
+
+
+def _jitter_windows(most_s: float) -> None:
+    """Open each new window up to ``most_s`` early, a random amount (this process only).
+
+    The experiment behind the ``lane_jitter`` variant: windows of all lanes opened by the same
+    poll batch close on the same tick, every linger; with a random head start per window their
+    deadlines drift apart, and the requests stop arriving together.
+    """
+    import random
+
+    from stream.core.window import Batcher
+
+    add = Batcher.add
+    rnd = random.Random(7)
+
+    def jittered(self: Batcher, item: Any, now: float) -> Any:
+        fresh = item.lane not in self._windows
+        ready = add(self, item, now)
+        window = self._windows.get(item.lane)
+        if fresh and window is not None:
+            window.opened_at -= rnd.uniform(0.0, most_s)
+        return ready
+
+    Batcher.add = jittered  # type: ignore[method-assign]
 
 
 def _trace_requests() -> list[tuple[str, float, float]]:
@@ -150,18 +189,26 @@ def normalizer_child(conn: Any, settings: Any) -> None:
 
     configure("warning", "json")
     stage = Normalizer(settings)
+    busy: list[float] = []
 
     def control() -> None:
         deadline = time.monotonic() + 60
         while not stage.ready() and time.monotonic() < deadline:
             time.sleep(0.05)
         conn.send("ready")
+        busy.extend((time.perf_counter(), time.process_time()))
         conn.recv()  # "stop"
+        busy.extend((time.perf_counter(), time.process_time()))
         stage.stop()
 
     threading.Thread(target=control, daemon=True).start()
     stats = stage.run()
-    conn.send({"consumed": stats.consumed, "transactions": stats.transactions})
+    conn.send({
+        "consumed": stats.consumed, "transactions": stats.transactions,
+        "cpu_share": round((busy[3] - busy[1]) / (busy[2] - busy[0]), 3) if busy[3:] else None,
+        "cpu_us_per_event": round((busy[3] - busy[1]) / max(stats.consumed, 1) * 1e6, 1)
+        if busy[3:] else None,
+    })  # fmt: skip
 
 
 def paced_producer(
@@ -299,7 +346,7 @@ def run_variant(
     nice = spec.get("nice", 0)
     if nice:
         _renice(sim, nice)
-    children = {"stage": _Child(stage_child, settings, nice)}
+    children = {"stage": _Child(stage_child, settings, nice, spec.get("patch"))}
     if pipeline:
         children["normalizer"] = _Child(normalizer_child, settings)
     children["probe"] = _Child(probe_consumer, bootstrap, names["enriched"], count)
@@ -322,8 +369,7 @@ def run_variant(
             if child is not children["probe"]:
                 child.conn.send("stop")
         result = children["stage"].recv(120)
-        if pipeline:
-            children["normalizer"].recv(120)
+        normalizer = children["normalizer"].recv(120) if pipeline else None
         seen = children["probe"].recv(60)
     finally:
         for child in children.values():
@@ -352,6 +398,7 @@ def run_variant(
         "producer": report, "delivered": result["delivered"], "requests": result["requests"],
         "retries": result["retries"], "linger_ms": linger_ms,
         "load_average_1m": [round(load_before, 2), round(load_after, 2)],
+        "normalizer": normalizer,
         "stage_cpu_share_of_one_core": result.get("cpu_share"),
         "goal": {
             "goal": f"p99 <= linger + {SLACK_MS:g} ms = {goal:g} ms",
@@ -532,10 +579,11 @@ def run(bootstrap: str, *, rate: float, seconds: float, variants: Sequence[str])
         for name in variants:
             spec = VARIANTS[name]
             inputs = pairs
+            own_rate = spec.get("rate", rate)
             if "normalizer" in spec:
                 raw = raw or raw_pairs(count, pixel_ids(8))
-                inputs = raw
-            result = run_variant(bootstrap, sim, inputs, rate=rate, spec=spec)
+                inputs = raw[: int(own_rate * seconds)]
+            result = run_variant(bootstrap, sim, inputs, rate=own_rate, spec=spec)
             result.update(spec)
             data["variants"][name] = result
             seg = result["segments_ms"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.breakdown_bench import BUILTINS, OTHER, component
 from bench.deliver_bench import goals
-from bench.latency_bench import breakdown
+from bench.latency_bench import breakdown, bursts
 
 
 def _point(capi_cpu: float, floor_cpu: float, rate_vs_sdk: float) -> dict[str, object]:
@@ -72,3 +72,16 @@ def test_functions_are_counted_under_their_component() -> None:
     assert component("/w/stream/core/normalize/phone.py", "normalize").startswith("normalize")
     assert component("~", "<method 'lower' of 'str' objects>") == BUILTINS
     assert component("/w/elsewhere.py", "f") == OTHER
+
+
+def test_requests_arriving_together_form_a_burst_ranked_by_arrival() -> None:
+    """Answers beyond the configured latency are grouped by the request's place in its burst."""
+    journal = [
+        ["A", 10.000, 10.060, 1, []],  # first of a burst: 10 ms beyond 50 ms
+        ["B", 10.005, 10.085, 1, []],  # second: 30 ms beyond
+        ["A", 11.000, 11.070, 1, []],  # a new burst a second later: 20 ms beyond
+    ]
+    out = bursts(journal, 0.050)
+    assert out["bursts"] == 2
+    assert out["mean_requests_per_burst"] == 1.5
+    assert out["answer_beyond_latency_ms_by_rank"] == {0: 15.0, 1: 30.0}
