@@ -322,7 +322,9 @@ _LABELS = {"copied": "copied", "copied_unreadable": "copied unreadable",
            "other_pixel": "of other pixels", "unreadable_skipped": "skipped unreadable",
            "expired": "past Meta's age limit", "to_reread": "to re-read"}  # fmt: skip
 _DRY_LABELS = {**_LABELS, "copied": "would be copied",
-               "copied_unreadable": "would be copied unreadable"}  # fmt: skip
+               "copied_unreadable": "would be copied unreadable",
+               "expired_skipped": "would be skipped past Meta's age limit",
+               "unreadable_skipped": "would be skipped unreadable"}  # fmt: skip
 
 
 def _counts(tally: Tally, partition: int, labels: dict[str, str]) -> str:
