@@ -581,8 +581,10 @@ def run(bootstrap: str, *, rate: float, seconds: float, variants: Sequence[str])
             inputs = pairs
             own_rate = spec.get("rate", rate)
             if "normalizer" in spec:
-                raw = raw or raw_pairs(count, pixel_ids(8))
-                inputs = raw[: int(own_rate * seconds)]
+                need = int(own_rate * seconds)
+                if raw is None or len(raw) < need:
+                    raw = raw_pairs(need, pixel_ids(8))
+                inputs = raw[:need]
             result = run_variant(bootstrap, sim, inputs, rate=own_rate, spec=spec)
             result.update(spec)
             data["variants"][name] = result
