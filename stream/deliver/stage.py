@@ -237,6 +237,7 @@ class Deliverer(Lifecycle):
         now, lanes = self.clock(), self._sender.lanes if self._sender is not None else {}
         report = LaneReport.of(self._settlement.unsettled())
         self._status = StageStatus("deliver", self.worker, self._ready, report.statuses(lanes, now))
+        self._pixels_seen.update(key.pixel_id for key in lanes)  # sent to, maybe never seen pending
         report.gauges(self.sensor, self._pixels_seen, now)
         await stage_gauges(
             self.sensor, self._settlement, in_flight=len(self._tasks),
