@@ -219,7 +219,7 @@ def _sim(args: argparse.Namespace) -> int:
         secret = args.app_secret_file.read_text(encoding="utf-8").strip()
     config = config_from_options(
         tokens=args.token, app_secret=secret, latency=args.latency, seed=args.seed,
-        faults=args.fault, base=base,
+        faults=args.fault, base=base, access_log=True if args.access_log else None,
     )  # fmt: skip
     serve(config, args.host, args.port, on_ready=lambda url: print(url, flush=True))
     return EXIT_OK
@@ -238,7 +238,7 @@ def _demo(args: argparse.Namespace) -> int:
     from stream.demo import run_demo, summary
     from stream.logs import configure
 
-    configure(args.log_level or "warning", "console")
+    configure(args.log_level or "error", "console")
     bootstrap = _demo_bootstrap(args)
     on_cluster: dict[str, Any] = {"bootstrap": bootstrap} if bootstrap else {}
     result = run_demo(events=args.events, seed=args.seed, **on_cluster)
@@ -324,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KIND=RATE",
         help="inject a fault kind at a rate (http_500, code_1, throttle_4, hang, reset, ...)",
+    )
+    sim.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request: path, pixel, events, status, time (never a token)",
     )
     sim.add_argument(
         "--sim-config",

@@ -1,6 +1,7 @@
 """``capi-stream demo``: the whole pipeline on one machine, in about a minute.
 
-Starts an embedded broker (or uses ``KAFKA_BOOTSTRAP``), the CAPI simulator with a little
+Starts an embedded broker (or uses ``--bootstrap``, ``CAPI_STREAM_BOOTSTRAP_SERVERS`` or
+``KAFKA_BOOTSTRAP``), the CAPI simulator with a little
 latency, some transient errors and one poison event, creates the topics, publishes a realistic
 sample, runs the normalize and deliver stages, shows live progress (the project's progress line:
 events settled end to end, accepted by Meta or dead-lettered) and prints a summary, with the
@@ -57,12 +58,17 @@ class DemoResult:
     p50_s: float | None
     p99_s: float | None
     seconds: float
+    #: per pixel: the customer keys the enriched events carry and the local match-key score
+    match_keys: tuple[str, ...] = ()
 
 
-def run_demo(events: int = 3000, seed: int = 42, out: TextIO = sys.stdout) -> DemoResult:
-    """Run the demo end to end and return what happened."""
+def run_demo(
+    events: int = 3000, seed: int = 42, out: TextIO = sys.stdout, bootstrap: str | None = None
+) -> DemoResult:
+    """Run the demo end to end and return what happened: on ``bootstrap``, else
+    ``KAFKA_BOOTSTRAP``, else on an embedded broker it starts."""
     began = time.monotonic()
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+    bootstrap = bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
     broker = None if bootstrap else EmbeddedBroker()
     faults = FaultConfig(
         seed=seed, latency=Latency(kind="uniform", min_ms=20, max_ms=80),
@@ -162,12 +168,21 @@ def _run_stages(
         d_sensor=d_sensor,
         published=published,
         began=began,
+        match_keys=_match_keys(settings),
     )
+
+
+def _match_keys(settings: Settings) -> tuple[str, ...]:
+    """What ``capi-stream quality report`` would count locally, from the enriched topic."""
+    from stream.quality.local import read_local
+    from stream.quality.report import pixel_lines
+
+    return tuple(pixel_lines(read_local(settings, now_s=time.time()).coverage))
 
 
 def _result(
     normalizer: Normalizer, deliverer: Deliverer, sim: Simulator, *, n_sensor: MemorySensor,
-    d_sensor: MemorySensor, published: int, began: float,
+    d_sensor: MemorySensor, published: int, began: float, match_keys: tuple[str, ...] = (),
 ) -> DemoResult:  # fmt: skip
     dead: Counter[str] = Counter()
     for sensor in (n_sensor, d_sensor):
@@ -184,7 +199,7 @@ def _result(
         faults=dict(stats.faults),
         p50_s=statistics.median(latencies) if latencies else None,
         p99_s=latencies[int(len(latencies) * 0.99) - 1] if latencies else None,
-        seconds=time.monotonic() - began,
+        seconds=time.monotonic() - began, match_keys=match_keys,
     )  # fmt: skip
 
 
@@ -205,6 +220,8 @@ def summary(result: DemoResult) -> str:
         f"  delivered           {result.delivered} (simulator accepted "
         f"{result.accepted_by_simulator}, duplicates {result.duplicates_at_simulator})",
         f"  batches / requests  {result.batches} / {result.requests} ({result.retries} retried)",
+        "  match keys          per pixel (local score: an estimate, not Meta's EMQ)",
+        *(f"    {line}" for line in result.match_keys),
         f"  injected faults     {_faults(result.faults)}",
         f"  latency             p50 {p50}, p99 {p99} (enriched record to Meta's answer)",
         f"  took                {result.seconds:.1f} s",

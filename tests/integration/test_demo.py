@@ -30,6 +30,36 @@ def test_demo_accounts_for_every_record(monkeypatch: pytest.MonkeyPatch) -> None
     assert "published 1203 raw events" in out.getvalue()
     assert os.environ.get("KAFKA_BOOTSTRAP") is None
     _shows_its_waits_progress_and_faults(out.getvalue().splitlines(), result)
+    _counts_match_keys_of_every_enriched_event(text, result)
+
+
+def _counts_match_keys_of_every_enriched_event(text: str, result: DemoResult) -> None:
+    """The summary's match-key lines cover every enriched event once, per pixel, with the
+    local score named as an estimate."""
+    assert "match keys          per pixel (local score: an estimate, not Meta's EMQ)" in text
+    assert result.match_keys
+    counted = 0
+    for line in result.match_keys:
+        assert line.startswith("pixel ")
+        assert "local score" in line
+        assert "em " in line
+        assert f"    {line}" in text
+        counted += int(line.split(": ", 1)[1].split(" events", 1)[0].replace(",", ""))
+    assert counted == result.enriched
+
+
+def test_demo_runs_on_the_cluster_it_is_given(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``demo --bootstrap`` (here the suite's broker) starts no broker of its own."""
+    monkeypatch.delenv("KAFKA_BOOTSTRAP", raising=False)
+    out = io.StringIO()
+    result = run_demo(events=200, seed=3, out=out, bootstrap=kafka_bootstrap)
+    printed = out.getvalue()
+    assert "starting the embedded broker" not in printed
+    assert f"broker {kafka_bootstrap} |" in printed
+    assert result.published == 200 + CORRUPT_RECORDS
+    assert result.delivered + result.dead_by_reason.get("rejected_by_meta", 0) == result.enriched
 
 
 def _shows_its_waits_progress_and_faults(lines: list[str], result: DemoResult) -> None:

@@ -19,13 +19,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def _sim(tmp_path: Path, config: dict[str, object]) -> Iterator[tuple[str, list[str]]]:
+def _sim(
+    tmp_path: Path, config: dict[str, object], *options: str
+) -> Iterator[tuple[str, list[str]]]:
     """``capi-stream sim --port 0 --sim-config FILE``; yields its URL and, after SIGTERM has
     ended it, fills the list with its stderr lines."""
     path = tmp_path / "sim.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "stream.cli", "sim", "--port", "0", "--sim-config", str(path)]
+    command = [
+        sys.executable,
+        "-m",
+        "stream.cli",
+        "sim",
+        "--port",
+        "0",
+        "--sim-config",
+        str(path),
+        *options,
+    ]
     lines: list[str] = []
     with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
@@ -73,3 +85,12 @@ def test_no_token_configured_gets_a_warning(tmp_path: Path) -> None:
     [warning] = [line for line in lines if "no access token configured" in line]
     assert "warning" in warning.lower()
     assert "--token TOKEN=PIXEL" in warning
+
+
+def test_the_access_log_option_turns_it_on(tmp_path: Path) -> None:
+    """``capi-stream sim --access-log`` does what ``"access_log": true`` in the file does."""
+    with _sim(tmp_path, {"tokens": {TOKEN: [PIXEL]}}, "--access-log") as (url, lines):
+        httpx.post(f"{url}/v25.0/{PIXEL}/events", json=body([event(0), event(1)]), timeout=10)
+    [access] = [line for line in lines if f"/v25.0/{PIXEL}/events" in line]
+    assert f"pixel={PIXEL} events=2 status=200" in access
+    assert TOKEN not in access
