@@ -7,7 +7,6 @@ CAPI.md §2.1) and whether it belongs to a pixel, without caring which topic it 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
 from stream.core.codec import AvroCodec
@@ -36,7 +35,6 @@ def event_facts(
     value: bytes | None,
     codec: AvroCodec,
     *,
-    enriched: Literal[False] = False,  # noqa: ARG001 - accepted from callers that still pass it
     default_pixel: str | None = None,
 ) -> EventFacts | None:
     """The facts of a raw record value; None if unreadable. Enriched records are read by

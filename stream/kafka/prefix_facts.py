@@ -131,8 +131,7 @@ class FactsReader:
 
     def _decoded(self, value: bytes) -> EventFacts | None:
         if not self._enriched:
-            return event_facts(value, self._codec, enriched=False,
-                               default_pixel=self._default_pixel)  # fmt: skip
+            return event_facts(value, self._codec, default_pixel=self._default_pixel)
         try:
             record = self._codec.decode(value)
         except DecodeError:

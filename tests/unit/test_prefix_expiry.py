@@ -40,7 +40,7 @@ def test_raw_verdicts_equal_the_full_decode(
     seconds = int(NOW - age)
     value = codec.encode(raw_event(event_time=seconds * 1000 if millis else seconds,
                                    action_source=source))  # fmt: skip
-    full = event_facts(value, codec, enriched=False)
+    full = event_facts(value, codec)
     assert full is not None
     expected = full.expired(NOW, MARGIN)
     reader = FactsReader(codec, RAW, enriched=False)

@@ -31,7 +31,7 @@ def test_prefix_facts_equal_the_full_decode(wire_format: WireFormat) -> None:
     reader = FactsReader(codec, RAW, enriched=False, default_pixel="P0")
     for event in _events():
         value = codec.encode(event)
-        full = event_facts(value, codec, enriched=False, default_pixel="P0")
+        full = event_facts(value, codec, default_pixel="P0")
         quick = reader.facts(value)
         assert full is not None
         assert quick is not None
@@ -64,7 +64,7 @@ def test_without_a_schema_every_record_is_decoded() -> None:
     codec = AvroCodec(RAW)
     reader = FactsReader(codec, None, enriched=False)
     value = codec.encode(raw_event(pixel_id="P3"))
-    assert reader.facts(value) == event_facts(value, codec, enriched=False)
+    assert reader.facts(value) == event_facts(value, codec)
 
 
 @pytest.mark.parametrize("version", [1, 2])
