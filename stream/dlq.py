@@ -316,8 +316,13 @@ def run(args: argparse.Namespace) -> int:
         lambda line: print(f"capi-stream dlq: {line}", file=sys.stderr, flush=True),
     )
     if args.dlq_command == "republish":
+        from stream.kafka.cluster import require_topic
         from stream.kafka.range_copy import Copier
 
+        # one line, before any letter is read, rather than a delivery error per record
+        target = settings.topics.raw if args.to == "raw" else settings.topics.enriched
+        create = "create it with `capi-stream topics create`"
+        require_topic(one_off(settings), target, create=create, verb="republish to")
         # the copier's producer connects while the codecs and the ranges are set up
         with Copier(settings, dry_run=args.dry_run) as copier:
             codecs = build_codecs(settings)

@@ -272,35 +272,17 @@ def run(args: argparse.Namespace) -> int:
         return _publish(args, settings, stream, path.stat().st_size)
 
 
-#: A topic created a moment ago may be unknown to the broker asked until its metadata lands.
-_UNKNOWN_TOPIC_RETRIES = 3
-_UNKNOWN_TOPIC_PAUSE_S = 0.3
-
-
 def _check_topic(settings: Settings, topic: str) -> None:
-    """Stop before reading any input when ``topic`` cannot take records (one line, not a
-    librdkafka error per record). Only a verdict that waiting will not change stops it: any
-    other answer (``LEADER_NOT_AVAILABLE`` just after creation) is left to the producer."""
-    import time
+    """Stop before reading any input when ``topic`` cannot take records."""
+    from stream.kafka.cluster import require_topic
 
-    from stream.kafka.cluster import describe_topic
-
-    for attempt in range(_UNKNOWN_TOPIC_RETRIES):
-        state = describe_topic(settings, topic, settings.kafka_connect_timeout_s)
-        if state.error != "UNKNOWN_TOPIC_OR_PART":
-            break
-        if attempt + 1 < _UNKNOWN_TOPIC_RETRIES:
-            time.sleep(_UNKNOWN_TOPIC_PAUSE_S)
-    else:
-        create = (
-            "create it with `capi-stream topics create`"
-            if topic == settings.topics.raw
-            else "create it, or leave out --topic to publish to the configured raw topic "
-            f"{settings.topics.raw} (`capi-stream topics create` makes it)"
-        )
-        raise ConfigError(f"topic {topic} does not exist: {create}")
-    if state.error == "TOPIC_AUTHORIZATION_FAILED":
-        raise KafkaError(f"cannot publish to topic {topic}: not authorized ({state.error})")
+    create = (
+        "create it with `capi-stream topics create`"
+        if topic == settings.topics.raw
+        else "create it, or leave out --topic to publish to the configured raw topic "
+        f"{settings.topics.raw} (`capi-stream topics create` makes it)"
+    )
+    require_topic(settings, topic, create=create, verb="publish to")
 
 
 def _publish(

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from stream.config import Settings
-from stream.core.errors import KafkaError
+from stream.core.errors import ConfigError, KafkaError
 from stream.kafka.errors import translate
 
 #: The first metadata request's timeout: a reachable cluster answers in milliseconds.
@@ -150,3 +150,25 @@ def _topic_state(admin: AdminClient, name: str, timeout_s: float) -> TopicState:
     if meta.error is not None:
         return TopicState(name, error=meta.error.name())
     return TopicState(name, partitions=len(meta.partitions))
+
+
+#: A topic created a moment ago may be unknown to the broker asked until its metadata lands.
+_UNKNOWN_TOPIC_RETRIES = 3
+_UNKNOWN_TOPIC_PAUSE_S = 0.3
+
+
+def require_topic(settings: Settings, topic: str, *, create: str, verb: str) -> None:
+    """Stop before any record is read when ``topic`` cannot take records: one line, not a
+    librdkafka error per record. ``create`` says how to make the topic, ``verb`` what the
+    command was about to do to it. Only a verdict that waiting will not change stops it: any
+    other answer (``LEADER_NOT_AVAILABLE`` just after creation) is left to the producer."""
+    for attempt in range(_UNKNOWN_TOPIC_RETRIES):
+        state = describe_topic(settings, topic, settings.kafka_connect_timeout_s)
+        if state.error != "UNKNOWN_TOPIC_OR_PART":
+            break
+        if attempt + 1 < _UNKNOWN_TOPIC_RETRIES:
+            time.sleep(_UNKNOWN_TOPIC_PAUSE_S)
+    else:
+        raise ConfigError(f"topic {topic} does not exist: {create}")
+    if state.error == "TOPIC_AUTHORIZATION_FAILED":
+        raise KafkaError(f"cannot {verb} topic {topic}: not authorized ({state.error})")

@@ -177,6 +177,25 @@ def test_republishing_a_data_error_needs_force(
     assert topic_records(settings, settings.topics.raw) == []
 
 
+def test_republish_to_a_topic_that_does_not_exist_is_one_line_exit_2(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The target topic is checked before any letter is read: one line naming it and
+    ``capi-stream topics create``, exit 2 (not a delivery error per letter)."""
+    missing = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"raw": settings.topics.raw + "-gone"})}
+    )
+    code = run_cli(monkeypatch, missing, "dlq", "republish", "--to", "raw",
+                   "--reason", "decode_corrupt", "--no-progress")  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.strip().splitlines() == [
+        f"capi-stream: topic {missing.topics.raw} does not exist: create it with "
+        "`capi-stream topics create`"
+    ]
+
+
 def test_an_unknown_reason_lists_the_known_ones(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
