@@ -249,7 +249,7 @@ def latency_lines(lat: Result) -> list[str]:
             f"{v['request_events']['mean']} events on average; the slowest 1 % spent (mean ms) "
             f"{ {k: x for k, x in v['slowest_1pct_mean_ms'].items() if k != 'events'} }."
         )
-        if (nz := v.get("normalizer")) is not None:
+        if (nz := v.get("normalizer_stage")) is not None:
             lines.append(
                 f"  - {name}: the normalize stage used {nz.get('cpu_share')} of one core "
                 f"({nz.get('cpu_us_per_event')} µs CPU per event) in {nz['transactions']:,} "
