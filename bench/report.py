@@ -243,6 +243,24 @@ def latency_lines(lat: Result) -> list[str]:
         )
     lines.append("")
     for name, v in lat["variants"].items():
+        req, b = v["request_ms"], v.get("simulator_bursts") or {}
+        late = req["first_event_readable_to_stage_sends"]["p99"] - v["linger_ms"]
+        ranks = b.get("answer_beyond_latency_ms_by_rank") or {}
+        spread = ""
+        if len(ranks) >= 2:
+            values = list(ranks.values())
+            spread = (
+                f"; the last request of a burst is answered {values[-1] - values[0]:,.0f} ms "
+                "after the first"
+            )
+        lines.append(
+            f"- {name}: the stage sends a window's request at p99 {late:+,.0f} ms after linger "
+            f"(from its first event readable); the simulator answers p99 "
+            f"{_n(b.get('answer_beyond_latency_ms', {}).get('p99'))} ms beyond its "
+            f"{lat['sim_latency_ms']:g} ms{spread}."
+        )
+    lines.append("")
+    for name, v in lat["variants"].items():
         lines.append(
             f"- {name}: stage CPU {v.get('stage_cpu_share_of_one_core')} of one core, load "
             f"average {v.get('load_average_1m')}, {v['request_events']['requests']} requests of "
