@@ -139,6 +139,15 @@ def deliver_lines(dl: Result) -> list[str]:
             f"| {key} | **ratios** | capi-stream {p['rate_vs_sdk']:.1f}x the SDK's rate "
             f"| CPU {p['cpu_vs_floor']:.2f}x the floor's, {p['cpu_vs_sdk']:.2f}x the SDK's | |"
         )
+    notes = [
+        f"{key}: {p['capi']['cpu_s_first_record_to_done_per_1000']:.4f} from its first record "
+        f"on, {p['capi']['requests']:,} requests, {p['capi']['retries']} retries"
+        for key, p in dl["throughput"].items()
+        if "cpu_s_first_record_to_done_per_1000" in p["capi"]
+    ]
+    if notes:
+        head = "capi-stream's CPU-s per 1,000 events without its start-up: "
+        lines += ["", head + "; ".join(notes)]
     return [*lines, ""]
 
 
