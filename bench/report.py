@@ -140,13 +140,15 @@ def deliver_lines(dl: Result) -> list[str]:
             f"| CPU {p['cpu_vs_floor']:.2f}x the floor's, {p['cpu_vs_sdk']:.2f}x the SDK's | |"
         )
     notes = [
-        f"{key}: {p['capi']['cpu_s_first_record_to_done_per_1000']:.4f} from its first record "
-        f"on, {p['capi']['requests']:,} requests, {p['capi']['retries']} retries"
+        f"{key}: capi-stream {p['capi']['cpu_s_first_record_to_done_per_1000']:.4f}, floor "
+        f"{p['floor'].get('cpu_s_first_record_to_done_per_1000', float('nan')):.4f} "
+        f"({p.get('cpu_vs_floor_without_start_up', float('nan')):.2f}x; capi-stream "
+        f"{p['capi']['requests']:,} requests, {p['capi']['retries']} retries)"
         for key, p in dl["throughput"].items()
         if "cpu_s_first_record_to_done_per_1000" in p["capi"]
     ]
     if notes:
-        head = "capi-stream's CPU-s per 1,000 events without its start-up: "
+        head = "CPU-s per 1,000 events from the first record on (start-up left out): "
         lines += ["", head + "; ".join(notes)]
     return [*lines, ""]
 
