@@ -149,7 +149,7 @@ def _run_stage(args: argparse.Namespace, stage_name: str) -> int:
 
         stage = Normalizer(settings, worker=args.worker, sensor=sensor)
     else:
-        from stream.deliverer import Deliverer
+        from stream.deliver.stage import Deliverer
 
         stage = Deliverer(settings, worker=args.worker, sensor=sensor)
     health = None

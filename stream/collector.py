@@ -7,6 +7,11 @@ every young object, the start-up ones (modules, schemas, settings, clients) incl
 generations' turns. So: move what start-up made out of every collection with ``gc.freeze()``,
 and start gen 0 every :data:`GC_GEN0_THRESHOLD` net allocations (a few thousand records); the
 cyclic garbage that can wait that long is a few MB.
+
+In the deliver stage every event's objects (record, envelope, pending event: ~10 tracked
+containers) survive the poll thread's hand-off and live until Meta answers; untuned, the
+collector was ~30 % of the deliver path's CPU, finding no garbage. Memory stays bounded by
+``deliverer.max_pending`` as before.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
 from stream.core.sensors import MemorySensor
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.embedded import EmbeddedBroker
 from stream.kafka.admin import create_topics
 from stream.kafka.producer import StageProducer

@@ -497,7 +497,7 @@ def _may_match(headers: RawHeaders, reasons: frozenset[bytes], stage: bytes | No
 def _margin(settings: Settings, stage: str) -> float:
     if stage == "normalize":
         return float(settings.normalizer.age_safety_margin_s)
-    from stream.deliverer import EXPIRY_MARGIN_S
+    from stream.core.delivery_rules import EXPIRY_MARGIN_S
 
     return EXPIRY_MARGIN_S
 

@@ -91,7 +91,7 @@ def stage_of(settings: Settings, name: str) -> Stage:
         n = settings.normalizer
         margin = n.age_safety_margin_s
         return Stage(name, settings.topics.raw, n.group_id, False, margin, n.default_pixel_id)
-    from stream.deliverer import EXPIRY_MARGIN_S
+    from stream.core.delivery_rules import EXPIRY_MARGIN_S
 
     d = settings.deliverer
     return Stage(name, settings.topics.enriched, d.group_id, True, EXPIRY_MARGIN_S, None)

@@ -19,10 +19,9 @@ from stream.core.capi import (
     ACTION_SOURCES,
     HASHED_KEYS,
     LEGACY_HASHED_KEYS,
-    MAX_AGE_PHYSICAL_STORE_SECONDS,
-    MAX_AGE_SECONDS,
     PLAIN_KEYS,
     TOO_BROAD_KEY_SETS,
+    max_age_s,
 )
 
 #: Dead-letter reason code → one line for the README.
@@ -133,9 +132,7 @@ def check_event_time(
     ``physical_store``. The margin leaves room for batching and retries, since an event that
     ages out in flight poisons its whole batch.
     """
-    max_age = (
-        MAX_AGE_PHYSICAL_STORE_SECONDS if action_source == "physical_store" else MAX_AGE_SECONDS
-    )
+    max_age = max_age_s(action_source)
     age = now - seconds
     if age > max_age - age_safety_margin_s:
         return Problem(

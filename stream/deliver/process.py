@@ -1,42 +1,14 @@
-"""Process-wide set-up of the deliver stage: the consumer's configuration and the GC tuning."""
+"""Process-wide set-up of the deliver stage: the consumer's configuration."""
 
 from __future__ import annotations
 
-import gc
 import socket
-from collections.abc import Callable
 from typing import Final
 
 from stream.config import KafkaProps, Settings
 
 #: librdkafka prefetches up to 64 MiB by default; pending events are our memory budget.
 PREFETCH_KBYTES: Final = 16384
-#: Net allocations of tracked objects between two gen-0 collections (CPython's default is 700).
-GC_GEN0_THRESHOLD: Final = 50_000
-
-
-def tune_gc() -> Callable[[], None]:
-    """Tune the cyclic garbage collector for the stage; returns what restores the defaults.
-
-    Every event's objects (its record, decoded envelope, pending event: ~10 tracked containers)
-    survive the poll thread's hand-off and live until Meta answers. With the default gen-0
-    threshold (700 net allocations) a collection starts every ~70 events and traverses all the
-    young ones, finding no garbage: reference counting frees what the stage drops. That was
-    ~30 % of the deliver path's CPU. So: move what start-up made (modules, settings, clients;
-    never garbage) out of every collection with ``gc.freeze()``, and start gen 0 every
-    ``GC_GEN0_THRESHOLD`` net allocations, a few thousand events; the cyclic garbage that can wait
-    that long is a few MB. Memory stays bounded by ``max_pending`` as before.
-    """
-    before = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, before[1], before[2])
-
-    def restore() -> None:
-        # a test process runs many stages: leave its collector as it was
-        gc.set_threshold(*before)
-        gc.unfreeze()
-
-    return restore
 
 
 def consumer_config(settings: Settings, worker: int, host: str | None = None) -> KafkaProps:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from stream.collector import tune_gc
 from stream.config import Settings
 from stream.core.delivery_rules import DeliveryRules
 from stream.core.errors import ConfigError, KafkaError
@@ -37,7 +38,7 @@ from stream.deliver.destinations import Destinations
 from stream.deliver.intake import Intake, Prepared, preparer
 from stream.deliver.lifecycle import Lifecycle
 from stream.deliver.outcomes import Settler
-from stream.deliver.process import consumer_config, tune_gc
+from stream.deliver.process import consumer_config
 from stream.deliver.report import LaneReport, stage_gauges
 from stream.deliver.sender import Sender, SendLimits
 from stream.deliver.stats import DelivererStats

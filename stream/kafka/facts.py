@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.core.capi import MAX_AGE_PHYSICAL_STORE_SECONDS, MAX_AGE_SECONDS
+from stream.core.capi import max_age_s
 from stream.core.codec import AvroCodec
 from stream.core.errors import DecodeError
 from stream.core.validate import event_time_seconds
@@ -26,9 +26,7 @@ class EventFacts:
         """Past Meta's age limit less ``margin_s``: the stage would dead-letter, not send it."""
         if self.event_time is None:
             return False
-        physical = self.action_source == "physical_store"
-        limit = MAX_AGE_PHYSICAL_STORE_SECONDS if physical else MAX_AGE_SECONDS
-        return now - self.event_time > limit - margin_s
+        return now - self.event_time > max_age_s(self.action_source) - margin_s
 
 
 def event_facts(

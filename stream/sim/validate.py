@@ -25,12 +25,11 @@ from stream.core.capi import (
     ACTION_SOURCES,
     HASHED_KEYS,
     LEGACY_HASHED_KEYS,
-    MAX_AGE_PHYSICAL_STORE_SECONDS,
-    MAX_AGE_SECONDS,
     MAX_EVENTS_PER_REQUEST,
     PLAIN_KEYS,
     TOO_BROAD_KEY_SETS,
     UNHASHED_PII_SUBCODE,
+    max_age_s,
 )
 
 SUBCODE_TOO_OLD: Final = 2804003
@@ -180,7 +179,7 @@ def check_event(event: object, now: float, future_tolerance: int) -> _Problem | 
         return _missing("action_source")
     if source not in ACTION_SOURCES:
         return _invalid("action_source", f"must be one of {', '.join(sorted(ACTION_SOURCES))}")
-    max_age = MAX_AGE_PHYSICAL_STORE_SECONDS if source == "physical_store" else MAX_AGE_SECONDS
+    max_age = max_age_s(source)
     if event_time < now - max_age:
         return (
             SUBCODE_TOO_OLD,

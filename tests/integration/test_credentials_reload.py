@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.sim import SimConfig, Simulator
 from tests.integration.helpers import enriched_value, produce, stage_settings, wait_until
 

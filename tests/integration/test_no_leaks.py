@@ -24,7 +24,7 @@ from stream import schemas
 from stream.config import Settings, load_settings
 from stream.core.codec import AvroCodec
 from stream.core.errors import CapiStreamError
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.logs import configure
 from stream.metrics import PrometheusSensor
 from stream.normalizer import Normalizer

@@ -22,7 +22,7 @@ from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
 from stream.core.match_quality import local_score
-from stream.deliverer import Deliverer
+from stream.deliver.stage import Deliverer
 from stream.normalizer import Normalizer
 from stream.quality import cli as quality_cli
 from stream.sim import SimConfig, Simulator

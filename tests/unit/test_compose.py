@@ -203,7 +203,7 @@ def test_stages_get_longer_than_their_drain_before_sigkill(name: str) -> None:
     or what was delivered in the drain is not committed and is sent again.
     """
     from stream.config import Deliverer as DelivererSettings
-    from stream.deliverer import Deliverer
+    from stream.deliver.stage import Deliverer
     from stream.normalizer import Normalizer
 
     service = _compose()["services"][name]

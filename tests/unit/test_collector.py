@@ -1,4 +1,4 @@
-"""The normalize stage's collector tuning: start-up objects frozen, gen 0 raised, restored."""
+"""The stages' collector tuning: start-up objects frozen, gen 0 raised, restored."""
 
 from __future__ import annotations
 
