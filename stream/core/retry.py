@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 import orjson
 
 from stream.core.errors import ConfigError
+from stream.core.json_values import number
 
 #: When X-App-Usage reports a quota at 100 % but no time to wait, Meta's limiter works over a
 #: rolling hour; a minute is a floor that avoids hammering without stalling the lane for long.
@@ -171,16 +172,6 @@ def _json(value: str | None) -> object:
         return None
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _buc_wait_s(value: str | None) -> float | None:
     # {"<business id>": [{"type": "ads_management", "call_count": 100, ...,
     #                     "estimated_time_to_regain_access": 19}]}   (minutes)
@@ -188,7 +179,7 @@ def _buc_wait_s(value: str | None) -> float | None:
     if not isinstance(parsed, dict):
         return None
     minutes = [
-        _number(entry.get("estimated_time_to_regain_access"))
+        number(entry.get("estimated_time_to_regain_access"))
         for entries in parsed.values()
         if isinstance(entries, list)
         for entry in entries
@@ -200,7 +191,7 @@ def _buc_wait_s(value: str | None) -> float | None:
 
 def _ad_account_wait_s(value: str | None) -> float | None:
     parsed = _json(value)
-    return _number(parsed.get("reset_time_duration")) if isinstance(parsed, dict) else None
+    return number(parsed.get("reset_time_duration")) if isinstance(parsed, dict) else None
 
 
 def _app_usage_wait_s(value: str | None) -> float | None:
@@ -208,6 +199,6 @@ def _app_usage_wait_s(value: str | None) -> float | None:
     parsed = _json(value)
     if not isinstance(parsed, dict):
         return None
-    usage = [_number(v) for v in parsed.values()]
+    usage = [number(v) for v in parsed.values()]
     saturated = any(u is not None and u >= 100 for u in usage)
     return APP_USAGE_SATURATED_WAIT_S if saturated else None

@@ -38,6 +38,7 @@ import orjson
 
 from stream.core import graph_response
 from stream.core.capi import INVALID_PARAMETER_CODE
+from stream.core.json_values import number
 from stream.core.match_quality import CUSTOMER_KEYS, META_IDENTIFIERS
 
 #: The fields requested, as a tree (leaf: empty mapping). Rendered by :func:`fields_param`.
@@ -223,7 +224,7 @@ def _row(item: Mapping[str, Any], unavailable: tuple[str, ...]) -> MetaRow:
         return value
 
     emq_node = get(item, "event_match_quality")
-    emq = _number(get(emq_node, "composite_score")) if emq_node is not None else None
+    emq = number(get(emq_node, "composite_score")) if emq_node is not None else None
     feedback = get(emq_node, "match_key_feedback") if emq_node is not None else None
     coverage: dict[str, float] = {}
     for entry in feedback if isinstance(feedback, list) else ():
@@ -253,19 +254,6 @@ def _row(item: Mapping[str, Any], unavailable: tuple[str, ...]) -> MetaRow:
     )
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def _percent(node: object, field: str = "percentage") -> float | None:
-    value = _number(node.get(field)) if isinstance(node, dict) else None
+    value = number(node.get(field)) if isinstance(node, dict) else None
     return None if value is None else value / _PERCENT

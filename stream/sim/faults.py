@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from stream.core.json_values import number
 from stream.sim.config import FAULT_KINDS, FaultConfig, Latency, PoisonRule
 from stream.sim.validate import PoisonCheck
 
@@ -122,19 +123,6 @@ def _lookup(event: dict[str, Any], path: Sequence[str]) -> object:
     return value
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def matches(rule: PoisonRule, event: dict[str, Any]) -> bool:
     """Whether ``event`` is poisoned by ``rule``."""
     value = _lookup(event, rule.field.split("."))
@@ -154,7 +142,7 @@ def matches(rule: PoisonRule, event: dict[str, Any]) -> bool:
         if isinstance(value, list):
             return rule.value in value
         return isinstance(value, str) and str(rule.value) in value
-    left, right = _number(value), _number(rule.value)
+    left, right = number(value), number(rule.value)
     if left is None or right is None:
         return False
     if op == "gt":
