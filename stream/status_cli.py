@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(table(doc))
+        print(table(doc, now=time.time()))
         for line in halted_lines(doc):
             print(line, file=sys.stderr)
     return 0 if doc.get("ready") else 1

@@ -91,9 +91,8 @@ def halted_lines(status: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def table(status: Mapping[str, Any], now: float | None = None) -> str:
-    """The ``/status`` document as a table for a terminal, one row per lane."""
-    now = time.time() if now is None else now
+def table(status: Mapping[str, Any], now: float) -> str:
+    """The ``/status`` document as a table for a terminal, one row per lane, ages as of ``now``."""
     head = (f"{status.get('stage', '?')} worker {status.get('worker', '?')}: "
             f"{'ready' if status.get('ready') else 'NOT READY'}")  # fmt: skip
     columns = ("PIXEL", "STATE", "SINCE", "PENDING", "IN FLIGHT", "OLDEST AGE", "LAST SUCCESS",
