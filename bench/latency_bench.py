@@ -182,22 +182,15 @@ def _trace_requests() -> list[tuple[str, float, float]]:
     return sends
 
 
-def _warm_normalizer(events: int = 2000) -> None:
-    """Normalize other events first in this process: phonenumbers loads a region's metadata and
-    pycountry its tables at their first use, a one-off cost that would land on the first
-    measured seconds of a stage that has just started."""
-    from bench.normalize_bench import capi_stream, make_inputs
-
-    capi_stream(make_inputs(events, seed=7))[0]()
-
-
 def normalizer_child(conn: Any, settings: Any) -> None:
     """Child: the normalize stage until the parent says stop."""
     from stream.logs import configure
     from stream.normalizer import Normalizer
 
     configure("warning", "json")
-    _warm_normalizer()
+    from bench.normalize_bench import warm_process
+
+    warm_process()  # first-use tables: a one-off that would land on the first measured seconds
     stage = Normalizer(settings)
     busy: list[float] = []
 
