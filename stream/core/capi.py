@@ -1,4 +1,4 @@
-"""Constants of the Conversions API contract (../shared/CAPI.md), shared by every stage.
+"""Constants of the Conversions API contract (docs/capi.md), shared by every stage.
 
 Only facts of Meta's API live here, so the normalizer, the deliverer and the simulator agree on
 them without importing each other.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Final
 
-#: Meta rejects a request with more events than this (CAPI.md §1.5).
+#: Meta rejects a request with more events than this (docs/capi.md §1.5).
 MAX_EVENTS_PER_REQUEST: Final = 1000
 
-#: Documented ``action_source`` values (CAPI.md §2.1).
+#: Documented ``action_source`` values (docs/capi.md §2.1).
 ACTION_SOURCES: Final = frozenset(
     {
         "email",
@@ -26,7 +26,7 @@ ACTION_SOURCES: Final = frozenset(
     }
 )
 
-#: ``event_time`` may be at most this old when Meta receives it (CAPI.md §2.1).
+#: ``event_time`` may be at most this old when Meta receives it (docs/capi.md §2.1).
 MAX_AGE_SECONDS: Final = 7 * 86_400
 #: ... or this old for ``physical_store`` (offline) events.
 MAX_AGE_PHYSICAL_STORE_SECONDS: Final = 62 * 86_400
@@ -41,10 +41,10 @@ def max_age_s(action_source: str | None) -> int:
     return MAX_AGE_PHYSICAL_STORE_SECONDS if action_source == "physical_store" else MAX_AGE_SECONDS
 
 
-#: Meta deduplicates (event_name, event_id) per pixel within this window (CAPI.md §7.1).
+#: Meta deduplicates (event_name, event_id) per pixel within this window (docs/capi.md §7.1).
 DEDUP_WINDOW_SECONDS: Final = 48 * 3_600
 
-#: ``user_data`` keys that must be SHA-256 hashed, sent as lists (CAPI.md §3.2).
+#: ``user_data`` keys that must be SHA-256 hashed, sent as lists (docs/capi.md §3.2).
 HASHED_KEYS: Final = (
     "em",
     "ph",
@@ -59,7 +59,7 @@ HASHED_KEYS: Final = (
     "external_id",
 )
 
-#: Legacy offline keys, hashed, single values (CAPI.md §3.2).
+#: Legacy offline keys, hashed, single values (docs/capi.md §3.2).
 LEGACY_HASHED_KEYS: Final = ("f5first", "f5last", "fi", "dobd", "dobm", "doby")
 
 #: ``user_data`` keys sent verbatim as single strings; never hashed, never case-changed.
@@ -80,7 +80,7 @@ PLAIN_KEYS: Final = (
     "ig_sid",
 )
 
-#: An event whose customer keys are only a subset of one of these is "too broad" (CAPI.md §3.6).
+#: An event whose customer keys are only a subset of one of these is "too broad" (capi.md §3.6).
 TOO_BROAD_KEY_SETS: Final = (
     frozenset({"ct", "country", "st", "zp", "ge", "client_user_agent"}),
     frozenset({"db", "client_user_agent"}),
@@ -88,14 +88,14 @@ TOO_BROAD_KEY_SETS: Final = (
     frozenset({"ln", "ge"}),
 )
 
-#: Graph error codes by failure class (CAPI.md §5.3, DESIGN.md failure table).
+#: Graph error codes by failure class (docs/capi.md §5.3, docs/design.md failure table).
 TRANSIENT_CODES: Final = frozenset({1, 2})
 THROTTLE_CODES: Final = frozenset({4, 17, 32, 341, 613, *range(80000, 80015)})
 SETUP_CODES: Final = frozenset({3, 10, 102, 190, *range(200, 300)})
 INVALID_PARAMETER_CODE: Final = 100
 #: Subcode Meta uses when customer data arrives in clear text instead of hashed.
 UNHASHED_PII_SUBCODE: Final = 2804016
-#: Temporarily blocked for policy reasons: no retry helps and no event is at fault (CAPI.md §5.3).
+#: Temporarily blocked for policy reasons: no retry helps and no event is at fault (capi.md §5.3).
 POLICY_BLOCKED_CODE: Final = 368
 #: "Object does not exist" (wrong pixel or dataset id): a configuration error, not a bad event.
 MISSING_OBJECT_CODE: Final = 803

@@ -1,7 +1,7 @@
 """The per-event rules of the deliver stage: what keeps an event out of every request.
 
 One stale, oversized or misdirected event would sink the whole request of up to 1,000 events
-(Meta rejects a request for any of its events, CAPI.md §1.5), so each enriched event is checked
+(Meta rejects a request for any of its events, docs/capi.md §1.5), so each enriched event is checked
 once, before it joins a window, and a failing one becomes a dead letter at once:
 
 ==========================  =================================================================

@@ -1,6 +1,6 @@
 """``event_id``: kept when the producer gave one, otherwise derived from the event's content.
 
-Meta deduplicates on (event_name, event_id) per pixel (CAPI.md §7), so a replay or a duplicate
+Meta deduplicates on (event_name, event_id) per pixel (docs/capi.md §7), so a replay or a duplicate
 publish of the same event must get the same id, and a retry must never mint a new one. The
 derived id is therefore a pure function of the event's canonical content::
 

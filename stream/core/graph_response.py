@@ -1,7 +1,7 @@
 """What came back from a request, classified into typed data the loop acts on (STYLE point 7).
 
 The sink hands over status, body, headers (or a transport error) and never decides anything;
-:func:`classify` maps them onto DESIGN.md's failure table::
+:func:`classify` maps them onto docs/design.md's failure table::
 
     Accepted    2xx with events_received           ack every event (alert when short)
     Transient   timeout, 5xx, codes 1/2/negative,  retry the same batch after retry_after_s
@@ -13,7 +13,7 @@ The sink hands over status, body, headers (or a transport error) and never decid
     Invalid     100 and other 4xx                  isolate the bad events, dead-letter them
 
 The Graph error code decides when there is one: Meta's HTTP status "is not a reliable
-classifier by itself" (CAPI.md §5.2). Only without a code does the status decide.
+classifier by itself" (docs/capi.md §5.2). Only without a code does the status decide.
 Garbage never raises: an unreadable 5xx is Transient, an unreadable 4xx is Invalid.
 """
 
@@ -37,7 +37,7 @@ from stream.core.capi import (
 from stream.core.dead_letter import MetaErrorFields as MetaError
 from stream.core.retry import server_hint_s
 
-# Meta's error envelope (CAPI.md §5.2) has one type in the project: the dead letter keeps the same
+# Meta's error envelope (capi.md §5.2) has one type in the project: the dead letter keeps the same
 # seven fields the classifier reads, so an Invalid's error goes into the letter unchanged.
 __all__ = [
     "Accepted", "Invalid", "MetaError", "Outcome", "Setup", "Throttled", "Transient", "classify",
@@ -118,7 +118,7 @@ def classify(
     """Classify one answer to a request of ``sent`` events.
 
     ``now`` lets an HTTP-date ``Retry-After`` count; ``gateway`` applies the CAPI Gateway's
-    contract, where success is a bare HTTP 202 (CAPI.md §6.4).
+    contract, where success is a bare HTTP 202 (docs/capi.md §6.4).
     """
     hint = server_hint_s(headers, now)
     if transport_error is not None:

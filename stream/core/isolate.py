@@ -1,7 +1,7 @@
 """Bad-event isolation: a pure state machine that splits a rejected batch until the culprits
 stand alone.
 
-Meta rejects a whole request for one bad event (CAPI.md §1.5), so a rejected batch is split
+Meta rejects a whole request for one bad event (docs/capi.md §1.5), so a rejected batch is split
 and re-sent. When Meta names the event (``Invalid.event_index``) it is cut out and
 dead-lettered with Meta's error, and the rest is re-sent as one probe. Otherwise the batch is
 bisected: both halves are sent (concurrently, if the loop likes), a half that passes is

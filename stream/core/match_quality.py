@@ -1,7 +1,7 @@
 """Which customer keys an event carries, and a local match-key score built from their coverage.
 
 Meta matches a server event to a person through the customer-information keys of its
-``user_data`` (CAPI.md §3.2). This module answers, for the wire form of an event (the JSON
+``user_data`` (docs/capi.md §3.2). This module answers, for the wire form of an event (the JSON
 object that goes into a request's ``data`` array, as the enriched record carries it):
 
 - :func:`keys_of` / :func:`keys_of_json`: which keys it carries, plus the pseudo-key ``ip_ua``
@@ -60,7 +60,7 @@ import orjson
 
 from stream.core.capi import HASHED_KEYS, PLAIN_KEYS
 
-#: The customer-information keys of a wire event's ``user_data`` (CAPI.md §3.2, Meta's
+#: The customer-information keys of a wire event's ``user_data`` (docs/capi.md §3.2, Meta's
 #: Customer Information Parameters page): the hashed ones, then the ones sent as they are.
 #: Legacy offline keys (``f5first``, ``dobd``…) are not counted: Meta no longer documents them.
 CUSTOMER_KEYS: Final[tuple[str, ...]] = HASHED_KEYS + PLAIN_KEYS
@@ -71,7 +71,7 @@ IP_UA: Final = "ip_ua"
 #: Every key that is counted and labelled: the customer keys and :data:`IP_UA`.
 MATCH_KEYS: Final[tuple[str, ...]] = (*CUSTOMER_KEYS, IP_UA)
 
-#: Meta's standard event names (CAPI.md §2.2), as metric labels; any other name is ``custom``.
+#: Meta's standard event names (docs/capi.md §2.2), as metric labels; any other name is ``custom``.
 STANDARD_EVENTS: Final = frozenset(
     {
         "AddPaymentInfo",

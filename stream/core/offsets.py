@@ -3,7 +3,7 @@
 Batches complete out of order (many lanes, many requests in flight), but Kafka commits one
 number per partition, ``next_offset``, meaning "everything below this is done". The tracker
 advances that watermark only over a run of done offsets, so a crash never skips an event that
-was neither delivered nor dead-lettered (DESIGN.md, "Commit rule").
+was neither delivered nor dead-lettered (docs/design.md, "Commit rule").
 
 "Contiguous" is over the offsets we *tracked*, not over the integers: Kafka leaves gaps
 (transaction markers, compaction), and an offset we never saw can never be acked.

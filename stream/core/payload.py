@@ -24,7 +24,7 @@ from stream.core.window import LaneKey, PendingEvent
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
-    """HMAC-SHA256 of the token keyed by the app secret, lowercase hex (CAPI.md §1.2)."""
+    """HMAC-SHA256 of the token keyed by the app secret, lowercase hex (docs/capi.md §1.2)."""
     return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
 
 
@@ -80,7 +80,7 @@ def graph_body(
 def gateway_body(
     lane: LaneKey, items: Sequence[PendingEvent], *, access_key: str | None = None
 ) -> bytes:
-    """The JSON body for a CAPI Gateway's ``POST /capi/{pixel_id}/events`` (CAPI.md §6.4).
+    """The JSON body for a CAPI Gateway's ``POST /capi/{pixel_id}/events`` (docs/capi.md §6.4).
 
     The Gateway body has no ``test_event_code``; a test lane cannot go there, because its
     events would be counted as production ones.

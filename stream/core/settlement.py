@@ -3,7 +3,7 @@
 An event is *settled* when every destination it goes to accepted it, or when it was
 dead-lettered. Kafka commits one number per partition, ``next_offset``: everything below it is
 settled. Requests complete out of order, so the watermark advances only over a run of settled
-offsets (DESIGN.md, "Commit rule"), as :class:`stream.core.offsets.OffsetTracker` does; here the
+offsets (design.md, "Commit rule"), as :class:`stream.core.offsets.OffsetTracker` does; here the
 offsets are kept as *runs*: the consecutive offsets of one partition within one poll batch,
 each a list of its unsettled events (None once settled). Kafka's gaps (transaction markers,
 compaction) start a new run: an offset never read can never be settled, and never blocks.

@@ -1,6 +1,6 @@
 """Event-level checks with stable reason codes: what would make Meta refuse the whole request.
 
-Meta rejects a whole batch for one bad event (CAPI.md §1.5), so anything listed in
+Meta rejects a whole batch for one bad event (docs/capi.md §1.5), so anything listed in
 :data:`REASONS` dead-letters the event before it is batched. A bad single field is not a
 reason: the normalizer drops that field and records one of :data:`WARNINGS` instead.
 
@@ -51,7 +51,7 @@ REASONS: Final[Mapping[str, str]] = MappingProxyType(
         "no_match_keys": "no customer information key is left after normalization",
         "too_broad_match_keys": (
             "the customer information keys left are only a subset of a combination Meta "
-            "refuses as too broad (CAPI.md §3.6)"
+            "refuses as too broad (docs/capi.md §3.6)"
         ),
         "purchase_without_currency": "a Purchase without a valid ISO 4217 currency",
         "purchase_without_value": "a Purchase without a numeric value",
@@ -173,7 +173,7 @@ def check_required_fields(
     user_data: Mapping[str, Any],
     app_data: Mapping[str, Any] | None,
 ) -> Problem | None:
-    """The per-source required fields of CAPI.md §2.3."""
+    """The per-source required fields of docs/capi.md §2.3."""
     if action_source == "website":
         if not event_source_url:
             return Problem("missing_event_source_url", "website events need event_source_url")
@@ -206,7 +206,7 @@ def present_match_keys(user_data: Mapping[str, Any]) -> list[str]:
 
 
 def check_match_keys(present: Iterable[str]) -> Problem | None:
-    """The matching baseline of CAPI.md §3.6, on the keys left after normalization.
+    """The matching baseline of docs/capi.md §3.6, on the keys left after normalization.
 
     ``["ge", "ct", "st", "country"]`` is too broad (a subset of the first set);
     ``["em"]`` is fine; ``[]`` has nothing to match on.
@@ -225,7 +225,7 @@ def check_match_keys(present: Iterable[str]) -> Problem | None:
 
 
 def check_purchase(event_name: str, custom_data: Mapping[str, Any] | None) -> Problem | None:
-    """A Purchase needs a currency and a value (CAPI.md §4.1); other events need neither."""
+    """A Purchase needs a currency and a value (docs/capi.md §4.1); other events need neither."""
     if event_name != "Purchase":
         return None
     if custom_data is None or not custom_data.get("currency"):

@@ -2,7 +2,7 @@
 
 The enriched record carries every field of the schema (None for absent ones, ``[]`` for empty
 lists, ``custom_properties`` as a nested map, because Avro needs them so). Meta's SDKs send
-none of that: unset fields are omitted (CAPI.md §2.1) and custom properties sit flat in
+none of that: unset fields are omitted (docs/capi.md §2.1) and custom properties sit flat in
 ``custom_data`` (§4.1). Example::
 
     {"event_name": "Lead", "opt_out": None, "user_data": {"em": ["62a1…"], "ph": []},

@@ -3,7 +3,7 @@
 No Kafka and no settings object here: the sender gets a way to post, a way to build requests,
 its limits, and :class:`Outcomes`, through which the stage settles what the sender decides.
 
-Per answer (DESIGN.md's failure table, classified by :func:`stream.core.graph_response.classify`):
+Per answer (design.md's failure table, classified by :func:`stream.core.graph_response.classify`):
 
 - accepted in full: the lane's throttle resets (a halted lane reopens); the events settle;
 - short receipt (``events_received`` below the events sent): Meta does not say which it missed,
@@ -248,7 +248,7 @@ class Sender:
         return True
 
     async def _isolate(self, key: LaneKey, items: Items, first: Invalid) -> None:
-        """Dead-letter only the events Meta rejects; deliver the rest (CAPI.md §5.4)."""
+        """Dead-letter only the events Meta rejects; deliver the rest (docs/capi.md §5.4)."""
         iso: Isolation[PendingEvent] = Isolation(items)
 
         async def probe(p: Probe[PendingEvent]) -> None:

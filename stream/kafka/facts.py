@@ -1,7 +1,7 @@
 """What a record of the raw or enriched topic says about its event: pixel, time and source.
 
 ``replay`` and ``dlq`` decide with these whether an event can still be sent (Meta's age limits,
-CAPI.md §2.1) and whether it belongs to a pixel, without caring which topic it came from.
+docs/capi.md §2.1) and whether it belongs to a pixel, without caring which topic it came from.
 """
 
 from __future__ import annotations

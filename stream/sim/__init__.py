@@ -1,6 +1,6 @@
 """The CAPI simulator: a real HTTP server that behaves like the Graph API events edge.
 
-It validates as Meta does (CAPI.md), deduplicates per pixel on (event_name, event_id) within
+It validates as Meta does (docs/capi.md), deduplicates per pixel on (event_name, event_id) within
 48 hours, records what it accepted, and injects faults (latency, error codes, throttles,
 outages, hangs, resets, short receipts, poison rules) deterministically from a seed. Tests
 start it with :class:`Simulator`; ``capi-stream sim`` runs :func:`serve`.

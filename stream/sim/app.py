@@ -2,7 +2,7 @@
 
 Routes::
 
-    POST /{vNN.N}/{pixel_id}/events   the Graph API events edge (CAPI.md §1)
+    POST /{vNN.N}/{pixel_id}/events   the Graph API events edge (docs/capi.md §1)
     POST /capi/{pixel_id}/events      the CAPI Gateway's server endpoint, answers 202 (§6.4)
     GET  /{vNN.N}/dataset_quality?dataset_id=P&fields=web{...}
                                       Meta's Dataset Quality API, answered from what the pixel

@@ -1,4 +1,4 @@
-"""The Graph API's wire shapes: bodies in, success and error envelopes out (CAPI.md §1.3, §5).
+"""The Graph API's wire shapes: bodies in, success and error envelopes out (docs/capi.md §1.3, §5).
 
 Bodies come as JSON, form-encoded or multipart (curl ``-F``); ``data`` may be an array or a JSON
 string of one. Errors use Graph's envelope, and the fault kinds answer as Meta's edge does:
@@ -24,7 +24,7 @@ JSON_TYPE: Final = "application/json; charset=UTF-8"
 _BOUNDARY: Final = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _FIELD_NAME: Final = re.compile(rb'name="([^"]*)"')
 
-#: (code, subcode, message) of each throttle kind (CAPI.md §5.3).
+#: (code, subcode, message) of each throttle kind (docs/capi.md §5.3).
 THROTTLES: Final = {
     "throttle_4": (4, 1504022, "(#4) Application request limit reached"),
     "throttle_17": (17, 2446079, "(#17) User request limit reached"),
@@ -73,7 +73,7 @@ def graph_error(
     error_data: Mapping[str, Any] | None = None,
     headers: tuple[tuple[str, str], ...] = (),
 ) -> Response:
-    """Graph's error envelope (CAPI.md §5.2); ``error_subcode`` is left out when there is none."""
+    """Graph's error envelope (capi.md §5.2); ``error_subcode`` is left out when there is none."""
     trace = fbtrace_id()
     error: dict[str, Any] = {"message": message, "type": error_type, "code": code}
     if subcode is not None:

@@ -1,6 +1,6 @@
 """What the simulator has received, per pixel: counts, the dedup store, injected faults.
 
-Dedup follows CAPI.md §7.1 on the server's clock: per pixel, an (event_name, event_id) seen
+Dedup follows docs/capi.md §7.1 on the server's clock: per pixel, an (event_name, event_id) seen
 within the last 48 hours is a duplicate; past the window it counts as new again. Events without
 an ``event_id`` cannot be deduplicated and are always accepted. ``received`` keeps how many times
 each key arrived in an accepted request (first copy and duplicates), so a test can assert that

@@ -1,10 +1,10 @@
-"""Meta's validation of a ``data`` array, as the Graph API applies it (CAPI.md §1.5, §2, §3).
+"""Meta's validation of a ``data`` array, as the Graph API applies it (docs/capi.md §1.5, §2, §3).
 
 Written from the contract, not from our normalizer, so a bug there shows up here as Meta would
-show it. The first invalid event rejects the whole request (all-or-nothing, CAPI.md §1.5).
+show it. The first invalid event rejects the whole request (all-or-nothing, docs/capi.md §1.5).
 
 Subcodes: 2804003 ("Event Timestamp Too Old") and 2804050 (insufficient customer information)
-are the ones Meta is seen answering; 2804016 is the unhashed-PII subcode of CAPI.md; 2804004 and
+are the ones Meta is seen answering; 2804016 is the unhashed-PII subcode of capi.md; 2804004 and
 2804019 are the simulator's choice for "in the future" and "missing or invalid parameter", where
 no source pins Meta's number. Messages name fields, never values: they may be customer data.
 
@@ -38,7 +38,7 @@ SUBCODE_INVALID: Final = 2804019
 SUBCODE_BASELINE: Final = 2804050
 
 # external_id is hashed by our normalizer by default, but Meta only *recommends* hashing it and
-# three of its four SDKs send it raw (CAPI.md §3.2, §8.4), so Meta cannot refuse a raw one.
+# three of its four SDKs send it raw (docs/capi.md §3.2, §8.4), so Meta cannot refuse a raw one.
 _HASHED: Final = (frozenset(HASHED_KEYS) | frozenset(LEGACY_HASHED_KEYS)) - {"external_id"}
 _CUSTOMER_KEYS: Final = (
     frozenset(HASHED_KEYS) | frozenset(LEGACY_HASHED_KEYS) | frozenset(PLAIN_KEYS)
@@ -74,7 +74,7 @@ def _invalid(path: str, why: str) -> _Problem:
 
 
 def _present(value: object) -> bool:
-    # CAPI.md §3.1: empty values count as absent (SDKs drop them; so does the baseline rule).
+    # docs/capi.md §3.1: empty values count as absent (SDKs drop them; so does the baseline rule).
     if isinstance(value, list):
         return any(v not in (None, "") for v in value)
     return value not in (None, "", {})
@@ -114,7 +114,7 @@ def _check_user_data(user_data: object) -> tuple[_Problem | None, str | None]:
             SUBCODE_BASELINE,
             "Customer Information Parameters",
             "This event has no customer information parameters, or only a combination too "
-            "broad to match (CAPI.md §3.6).",
+            "broad to match (docs/capi.md §3.6).",
         ), None
     agent = user_data.get("client_user_agent")
     return None, agent if isinstance(agent, str) else None
@@ -221,7 +221,7 @@ def validate_request(
     """The events Meta would accept from ``data``, or why it refuses the whole request.
 
     Items of ``data`` may be objects or JSON strings of one object each (the Python SDK's
-    form-encoded shape, CAPI.md §1.3). A ``poison`` check that matches rejects the request as
+    form-encoded shape, docs/capi.md §1.3). A ``poison`` check that matches rejects the request as
     an invalid event would, at that event's index.
     """
     if data is None:

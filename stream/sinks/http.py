@@ -29,12 +29,12 @@ class HttpAnswer:
 
 
 def graph_url(base: str, version: str, pixel_id: str) -> str:
-    """``{base}/{version}/{pixel_id}/events`` (CAPI.md §1.1)."""
+    """``{base}/{version}/{pixel_id}/events`` (docs/capi.md §1.1)."""
     return f"{base.rstrip('/')}/{version}/{pixel_id}/events"
 
 
 def gateway_url(base: str, pixel_id: str) -> str:
-    """``{base}/capi/{pixel_id}/events`` (CAPI.md §6.4)."""
+    """``{base}/capi/{pixel_id}/events`` (docs/capi.md §6.4)."""
     return f"{base.rstrip('/')}/capi/{pixel_id}/events"
 
 

@@ -1,6 +1,6 @@
 """Events, bodies and a movable clock for the simulator's tests.
 
-Hashes are the SHA-256 test vectors of CAPI.md §3.8.
+Hashes are the SHA-256 test vectors of docs/capi.md §3.8.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ COUNTRY: Final = "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a9046
 DB: Final = "01acdbf6ec7b4f478a225f1a246e5d6767eeab1a7ffa17f025265b5b94f40f0c"  # 19970216
 FI: Final = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"  # a
 UA: Final = "Mozilla/5.0 (X11; Linux x86_64)"
-#: app_data.extinfo: 16 positional strings (CAPI.md §4.3).
+#: app_data.extinfo: 16 positional strings (docs/capi.md §4.3).
 EXTINFO: Final = [
     *("a2", "com.example.shop", "1.0", "1.0.1", "14", "Pixel 8", "en_US", "UTC"),
     *("", "1080", "2400", "2.0", "8", "64", "12", "Europe/Paris"),

@@ -1,4 +1,4 @@
-"""Meta's validation as the simulator applies it over real HTTP (CAPI.md §1.5, §2, §3)."""
+"""Meta's validation as the simulator applies it over real HTTP (docs/capi.md §1.5, §2, §3)."""
 
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def test_plain_keys_are_never_checked_for_hashing(client: httpx.Client) -> None:
 
 
 def test_raw_external_id_is_accepted(client: httpx.Client) -> None:
-    """external_id may be sent raw: Meta only recommends hashing it (CAPI.md §3.2)."""
+    """external_id may be sent raw: Meta only recommends hashing it (docs/capi.md §3.2)."""
     user_data = {"external_id": ["user-123"], "client_user_agent": UA}
     assert_accepted(post(client, [event(0, user_data=user_data)]))
 
@@ -273,7 +273,7 @@ def test_hashed_key_of_wrong_type_is_refused(client: httpx.Client) -> None:
 def test_too_broad_customer_information_is_refused(
     client: httpx.Client, user_data: dict[str, Any]
 ) -> None:
-    """Keys only within a too-broad set (or none) answer subcode 2804050 (CAPI.md §3.6)."""
+    """Keys only within a too-broad set (or none) answer subcode 2804050 (docs/capi.md §3.6)."""
     response = post(client, [event(0, action_source="email", user_data=user_data)])
     assert_rejected(response, SUBCODE_BASELINE)
 

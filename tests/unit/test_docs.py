@@ -135,3 +135,13 @@ def test_settings_named_in_the_documents_exist() -> None:
             if name not in model.model_fields:  # type: ignore[union-attr]
                 unknown.append(f"{doc.name}: {section}.{name}")
     assert unknown == []
+
+
+def test_no_reference_to_a_document_outside_the_repository() -> None:
+    """The code, schemas and README cite docs/capi.md, docs/design.md, docs/style.md only."""
+    stale = []
+    for path in _cited_in():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\.\./shared/|\b(?:CAPI|DESIGN|STYLE|TEST-BROKERS)\.md", line):
+                stale.append(f"{path.relative_to(ROOT)}:{number}")
+    assert stale == []

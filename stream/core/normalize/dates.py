@@ -1,4 +1,4 @@
-"""Dates of birth in the many orders people write them, to ``YYYYMMDD`` (CAPI.md rules, ``db``).
+"""Dates of birth in the many orders people write them, to ``YYYYMMDD`` (capi.md rules, ``db``).
 
 Accepted (the year has four digits; it must lie in 1900..the current year, which the caller
 derives from the ``now`` it was given)::

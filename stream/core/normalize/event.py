@@ -13,7 +13,7 @@ The steps, cheapest refusals first so a doomed event costs no hashing:
    directly as the request JSON object (:func:`normalize_wire`, what the stage sends).
 
 A bad single field is dropped with a warning; only what Meta would refuse for the whole
-request makes a :class:`Rejected` (CAPI.md rules table, "bad single field").
+request makes a :class:`Rejected` (docs/capi.md rules table, "bad single field").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every function takes the value as it came and the event's :class:`KeyContext`, and returns
 the normalized string that gets hashed, or None when the value cannot be one (the key is then
-dropped with a ``<key>_invalid_dropped`` warning). Each applies the common steps of CAPI.md's
+dropped with a ``<key>_invalid_dropped`` warning). Each applies the common steps of docs/capi.md's
 rules table first (Unicode NFC, trim, lowercase), then its own step:
 
 =============  ==============================================  ==========================
@@ -171,7 +171,7 @@ def normalize_ln(value: str, _ctx: KeyContext) -> str | None:
 def normalize_ct(value: str, _ctx: KeyContext) -> str | None:
     """City: ``"Washington D.C."`` → ``"washingtondc"``; ``"Saint-Étienne"`` → ``"saintétienne"``.
 
-    Accented letters are kept (CAPI.md lists dropping them as an open question; Meta's own
+    Accented letters are kept (docs/capi.md lists dropping them as an open question; Meta's own
     example hashes ``valéry`` with its accent).
     """
     return keep_letters(prepare(value)) or None
@@ -282,7 +282,7 @@ _NORMALIZERS: Final[dict[str, Normalizer]] = {
     "dobm": normalize_dobm,
     "doby": normalize_doby,
 }
-#: Key → its normalizer: the spec of every hashed key (CAPI.md §3.2 and the rules table).
+#: Key → its normalizer: the spec of every hashed key (docs/capi.md §3.2 and the rules table).
 NORMALIZERS: Final[Mapping[str, Normalizer]] = MappingProxyType(_NORMALIZERS)
 
 #: Warning codes, per key: ``WARNING_INVALID[key]`` is ``"<key>_invalid_dropped"``.

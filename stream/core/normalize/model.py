@@ -17,7 +17,7 @@ class NormalizeOptions:
     ``default_region`` is the phonenumbers region for numbers without a country code, and the
     country assumed for state names and ambiguous dates when the event has none.
     ``hash_external_id`` False sends external_id raw (trimmed), for advertisers whose other
-    channels send it raw: Meta needs the same form everywhere (CAPI.md §3.2).
+    channels send it raw: Meta needs the same form everywhere (docs/capi.md §3.2).
     """
 
     default_region: str = "US"

@@ -1,4 +1,4 @@
-"""Phone numbers to E.164 digits (CAPI.md rules table, row ``ph``), with the phonenumbers library.
+"""Phone numbers to E.164 digits (capi.md rules table, row ``ph``), with the phonenumbers library.
 
 The rule: parse with a default region (``US`` unless configured); a leading ``+`` or ``00``
 marks an international number; digits that are not a valid number in the default region are

@@ -5,7 +5,7 @@ Before any of them, :func:`without_format_chars` removes invisible Unicode forma
 every string of the raw event, so ``"Purchase\u200b"`` is the event ``Purchase`` and an e-mail
 pasted with a zero-width space hashes like the one typed without it.
 
-The rules table of CAPI.md says every hashed key goes through "Unicode NFC, trim, lowercase,
+The rules table of docs/capi.md says every hashed key goes through "Unicode NFC, trim, lowercase,
 the key's own step, then SHA-256 of the UTF-8 bytes as lowercase hex". The first three steps
 and the last one live here; the key's own step lives in :mod:`stream.core.normalize.keys`.
 
@@ -29,7 +29,7 @@ import orjson
 _ASCII_NOT_ALNUM: Final = re.compile(r"[^a-z0-9]+")
 _ASCII_NOT_ALPHA: Final = re.compile(r"[^a-z]+")
 
-#: Shapes of values that arrive already hashed (CAPI.md §3.3, §3.5).
+#: Shapes of values that arrive already hashed (docs/capi.md §3.3, §3.5).
 _HEX64: Final = re.compile(r"[0-9a-fA-F]{64}")
 _HEX64_APPENDIX: Final = re.compile(r"[0-9a-fA-F]{64}\.[A-Za-z0-9_-]+")
 _HEX32: Final = re.compile(r"[0-9a-fA-F]{32}")

@@ -4,7 +4,7 @@ The output is what goes on the wire: only the keys left with a value, hashed key
 de-duplicated non-empty lists, legacy keys as one hashed string, plain keys as trimmed strings.
 :func:`avro_user_data` gives it the shape of ``capi_event.v1.avsc``'s ``HashedUserData`` (every
 field, ``[]`` or None when absent). Plain keys are never hashed and never case-changed (``fbc``
-is case-sensitive, CAPI.md §3.2).
+is case-sensitive, docs/capi.md §3.2).
 """
 
 from __future__ import annotations

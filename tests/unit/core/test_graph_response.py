@@ -23,7 +23,7 @@ NO_HEADERS: dict[str, str] = {}
 
 
 def graph_error(**fields: object) -> bytes:
-    """A Graph error envelope (CAPI.md §5.2) with the fields given."""
+    """A Graph error envelope (docs/capi.md §5.2) with the fields given."""
     return orjson.dumps({"error": fields})
 
 
@@ -31,7 +31,7 @@ def answer(status: int, body: bytes | None, sent: int = 10, **headers: str) -> O
     return classify(status, body, headers, None, sent)
 
 
-# Real-shaped bodies, as CAPI.md §5 and the Graph error reference print them.
+# Real-shaped bodies, as docs/capi.md §5 and the Graph error reference print them.
 STALE_EVENT = graph_error(
     message="Invalid parameter",
     type="OAuthException",
@@ -166,7 +166,7 @@ def test_is_transient_makes_any_other_code_transient() -> None:
 
 
 def test_a_negative_code_is_transient() -> None:
-    """Negative codes are Meta-internal errors; CAPI.md §5.3 says retry."""
+    """Negative codes are Meta-internal errors; docs/capi.md §5.3 says retry."""
     assert isinstance(answer(400, graph_error(message="internal", code=-3)), Transient)
 
 
@@ -268,7 +268,7 @@ def test_an_index_in_error_user_msg_is_extracted() -> None:
 
 
 def test_code_100_on_a_5xx_is_still_invalid() -> None:
-    """The Graph code decides over the status (CAPI.md §5.2)."""
+    """The Graph code decides over the status (docs/capi.md §5.2)."""
     assert isinstance(answer(500, STALE_EVENT), Invalid)
 
 

@@ -92,7 +92,7 @@ def test_the_event_has_exactly_the_fields_of_the_enriched_record(enriched_schema
 
 
 def test_every_field_of_a_full_event_is_normalized(enriched_schema: Any) -> None:
-    """The factory's event with every field set normalizes per CAPI.md §3.8 and validates."""
+    """The factory's event with every field set normalizes per docs/capi.md §3.8 and validates."""
     result = normalized(full_raw_event())
     user = result.event["user_data"]
     assert user["em"] == [H("a@example.com"), H("b@example.com")]

@@ -1,7 +1,7 @@
 """Invisible Unicode format characters (category Cf) never reach an event name or a hash.
 
 Issue 10 part 7: ``Purchase\\u200b`` was sent as a different event name, and an e-mail with a
-zero-width space was hashed with it, so it could never match. The hashes below are CAPI.md's
+zero-width space was hashed with it, so it could never match. The hashes below are docs/capi.md's
 test vectors (§3.8): a value with invisible characters must hash exactly like the clean one.
 """
 
@@ -19,7 +19,7 @@ from stream.core.normalize.text import drop_format_chars, without_format_chars
 from tests.factories import custom_data, empty_user_data, raw_event
 
 NOW = 1_767_225_600.0 + 60
-# CAPI.md §3.8 SHA-256 test vectors
+# docs/capi.md §3.8 SHA-256 test vectors
 JOHN = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # john_smith@gmail.com
 PHONE = "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"  # 16505551212
 MARY = "6915771be1c5aa0c886870b6951b03d7eafc121fea0e80a5ea83beb7c449f4ec"  # mary
@@ -83,7 +83,7 @@ def test_event_name_loses_the_character(char: str) -> None:
 
 @each
 def test_an_email_with_the_character_hashes_like_the_clean_one(char: str) -> None:
-    """``john_smith@gm<char>ail.com`` hashes to CAPI.md's vector for john_smith@gmail.com."""
+    """``john_smith@gm<char>ail.com`` hashes to docs/capi.md's vector for john_smith@gmail.com."""
     raw = with_user_data(em=[f" {char}John_Smith@Gm{char}ail.com{char} "])
     assert normalized(raw).event["user_data"]["em"] == [JOHN]
 

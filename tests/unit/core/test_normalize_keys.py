@@ -1,4 +1,4 @@
-"""The per-key normalizers and the hashing step: CAPI.md §3.8 and the rules table, pinned."""
+"""The per-key normalizers and the hashing step: docs/capi.md §3.8 and the rules table, pinned."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from stream.core.normalize.text import prepare, sha256_hex
 US = KeyContext(current_year=2026, default_region="US")
 HEX64 = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
 
-# CAPI.md §3.8, first table: input → "Proposed canonical" (default region US). None = dropped.
+# docs/capi.md §3.8, first table: input → "Proposed canonical" (default region US). None = dropped.
 SECTION_3_8_NORMALIZATION = [
     ("em", " John_Smith@Gmail.com ", "john_smith@gmail.com"),
     ("em", "foo@bar", None),
@@ -38,7 +38,7 @@ SECTION_3_8_NORMALIZATION = [
     ("ge", "Female", "f"),
 ]
 
-# CAPI.md §3.8, second table: normalized string → SHA-256 on the wire.
+# docs/capi.md §3.8, second table: normalized string → SHA-256 on the wire.
 SECTION_3_8_HASHES = [
     ("john_smith@gmail.com", HEX64),
     ("test@example.com", "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"),
@@ -113,13 +113,13 @@ DOCSTRING_EXAMPLES = [
 def test_section_3_8_inputs_normalize_to_the_proposed_canonical(
     key: str, raw: str, expected: str | None
 ) -> None:
-    """Every input of CAPI.md §3.8's first table gives the 'Proposed canonical' column (US)."""
+    """Every input of docs/capi.md §3.8's first table gives the 'Proposed canonical' column (US)."""
     assert NORMALIZERS[key](raw, US) == expected
 
 
 @pytest.mark.parametrize(("normalized", "digest"), SECTION_3_8_HASHES)
 def test_section_3_8_hash_vectors(normalized: str, digest: str) -> None:
-    """The SHA-256 of each normalized string is the value of CAPI.md §3.8's second table."""
+    """The SHA-256 of each normalized string is the value of docs/capi.md §3.8's second table."""
     assert sha256_hex(normalized) == digest
 
 

@@ -22,7 +22,7 @@ from tests.factories import full_raw_event
 
 NOW = 1_767_225_600.0 + 60
 US = KeyContext(current_year=2026)
-# What may go on the wire for a hashed key (CAPI.md rules table, "already hashed").
+# What may go on the wire for a hashed key (docs/capi.md rules table, "already hashed").
 SHA256 = re.compile(r"[0-9a-f]{64}")
 APPENDIX = re.compile(r"[0-9a-fA-F]{64}\.[A-Za-z0-9_-]+")
 MD5 = re.compile(r"[0-9a-f]{32}")

@@ -87,7 +87,7 @@ def test_an_app_secret_without_a_body_token_is_refused() -> None:
 
 @pytest.mark.parametrize("count", [0, 1001])
 def test_a_request_outside_1_to_1000_events_is_refused(count: int) -> None:
-    """Meta takes 1..1,000 events per request (CAPI.md §1.5)."""
+    """Meta takes 1..1,000 events per request (docs/capi.md §1.5)."""
     with pytest.raises(ValueError, match=r"1\.\.1000"):
         graph_body(LANE, [event(i) for i in range(count)], access_token=TOKEN)
 

@@ -193,7 +193,7 @@ def test_other_sources_need_nothing_extra() -> None:
     ],
 )
 def test_matching_baseline(keys: list[str], expected: str | None) -> None:
-    """CAPI.md §3.6: none left, or only a subset of a too-broad set, is dead-lettered."""
+    """docs/capi.md §3.6: none left, or only a subset of a too-broad set, is dead-lettered."""
     assert reason(check_match_keys(keys)) == expected
 
 
