@@ -206,9 +206,7 @@ class Deliverer(Lifecycle):
 
     def _sleep_s(self) -> float:
         deadline = self._batcher.next_deadline()
-        if deadline is None:
-            return 0.05
-        return min(0.05, max(0.001, deadline - self.clock()))
+        return 0.05 if deadline is None else min(0.05, max(0.001, deadline - self.clock()))
 
     def _idle_for(self) -> float:
         s = self._settlement
