@@ -425,6 +425,8 @@ def render(
     ]
     for name, why in (failures or {}).items():
         lines.append(f"- **{name} did not finish**: {why}")
+    if failures:
+        lines.append("")
     lines += ["## Figures", ""]
     if "deliver" in results:
         lines += deliver_lines(results["deliver"])
