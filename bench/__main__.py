@@ -49,13 +49,13 @@ FULL: dict[str, dict[str, Any]] = {
     "normalize": {"events": 60_000, "rounds": 3, "stage_repeats": 1},
     "deliver": {"events": 100_000, "sdk_events": 24_000, "latencies": (50.0, 500.0)},
     "latency": {
-        "rate": 5000.0, "seconds": 12.0,
+        "rate": 5000.0, "seconds": 15.0,
         "variants": (
             "default", "lane_jitter", "fetch_wait_50ms", "pipeline", "pipeline_txn_100_jitter",
         ),
     },
     "breakdown": {"events": 20_000},
-    "workers": {"events": 50_000, "deliver_events": 50_000},
+    "workers": {"events": 40_000, "deliver_events": 40_000},
     "publish": {"rows": 30_000, "rounds": 3},
     "replay": {"rows": 20_000, "rounds": 3},
     "dlq": {"rows": 20_000, "rounds": 3},
