@@ -104,7 +104,9 @@ def configure(level: str = "info", fmt: str = "json", **fields: Any) -> None:
         # one write per line (print() writes the newline apart): the workers of --workers N
         # share the supervisor's stderr, and separate writes interleave their lines
         logger_factory=structlog.WriteLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        # not cached: a module's logger used before configure() (while settings load) would
+        # keep that first level and format for good; the stages log per batch, never per event
+        cache_logger_on_first_use=False,
     )
     handler = _OurHandler(_Stderr())
     handler.setFormatter(

@@ -14,7 +14,6 @@ the dropped fields for its later polls and reports them (:attr:`DatasetQuality.u
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,11 +32,6 @@ from stream.quality.model import (
     parse,
     without,
 )
-
-# httpx logs "HTTP Request: GET <url>" at INFO: the URL holds no token, but an hourly line per
-# pixel says nothing the poller's own log does not (the same choice as stream.sinks.probe)
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 TokenFor = Callable[[str], SecretStr | None]
 Secret = Callable[[], SecretStr | None]

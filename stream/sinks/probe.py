@@ -2,23 +2,18 @@
 
 A token is probed with ``GET /{version}/{pixel_id}?fields=id,name`` (the pixel, or dataset,
 node): it needs the same token and the same access to the pixel as the events edge, and sends
-no event. Like :mod:`stream.sinks.http`, a transport failure is returned as a short string,
-and the token, which rides in the query as Graph documents it, appears in no error or log line
-(httpx logs each request's URL at INFO, so its logger is kept at WARNING here).
+no event. Like :mod:`stream.sinks.http`, a transport failure is returned as a short string.
+The token travels in the ``Authorization`` header, which Graph reads as well as the query, so
+it is in no URL: httpx logs each request's URL at INFO, and an error message may quote one.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import httpx
 
 from stream.core.payload import appsecret_proof
-
-# httpx logs "HTTP Request: GET <url>" at INFO, and the probe's URL carries the token
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +47,19 @@ class Prober:
         app_secret: str | None = None,
     ) -> ProbeAnswer:
         """GET the pixel's id and name with ``token`` (and its ``appsecret_proof`` when set)."""
-        params = {"fields": "id,name", "access_token": token}
-        if app_secret:
+        params = {"fields": "id,name"}
+        if app_secret:  # an HMAC of the token, useless without it
             params["appsecret_proof"] = appsecret_proof(token, app_secret)
-        return self._get(f"{base_url.rstrip('/')}/{version}/{pixel_id}", params)
+        url = f"{base_url.rstrip('/')}/{version}/{pixel_id}"
+        return self._get(url, params, {"Authorization": f"Bearer {token}"})
 
     def reach(self, url: str) -> ProbeAnswer:
         """GET ``url`` with no credentials: does anything answer there (any status will do)."""
-        return self._get(url, {})
+        return self._get(url, {}, {})
 
-    def _get(self, url: str, params: dict[str, str]) -> ProbeAnswer:
+    def _get(self, url: str, params: dict[str, str], headers: dict[str, str]) -> ProbeAnswer:
         try:
-            resp = self._client.get(url, params=params)
+            resp = self._client.get(url, params=params, headers=headers)
         except httpx.TimeoutException as exc:
             return ProbeAnswer(None, None, f"timeout ({type(exc).__name__})")
         except httpx.TransportError as exc:

@@ -121,3 +121,20 @@ def test_json_format_renders_stdlib_loggers_and_warnings_as_json(
     assert objects[1]["level"] == "warning"
     assert "a library warning" in objects[2]["event"]
     assert all(o["worker"] == 7 for o in objects)
+
+
+def test_a_logger_used_before_configure_follows_the_later_configuration(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A module's logger that logged while the level was ``error`` (as during start-up) logs
+    ``info`` once configure() says so: the first configuration is not kept for good."""
+    from stream.logs import configure, get_logger
+
+    log = get_logger("capi_stream.test_early")
+    configure("error", "json")
+    log.info("dropped at error level")
+    configure("info", "json")
+    log.info("kept at info level")
+    err = capfd.readouterr().err
+    assert "dropped at error level" not in err
+    assert "kept at info level" in err
