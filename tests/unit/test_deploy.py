@@ -171,6 +171,17 @@ def test_match_quality_has_alerts_and_panels(metric: str) -> None:
     assert any(metric in expr for expr in _dashboard_expressions()), metric
 
 
+@pytest.mark.parametrize(
+    "metric",
+    ["capi_stream_match_key_events_total", "capi_stream_events_by_name_total",
+     "capi_stream_derived_event_id_total"],
+)  # fmt: skip
+def test_local_match_keys_have_alerts_and_panels(metric: str) -> None:
+    """The normalize stage's own key coverage and derived event ids have a rule and a panel."""
+    assert any(metric in r["expr"] for r in _alert_rules()), metric
+    assert any(metric in expr for expr in _dashboard_expressions()), metric
+
+
 def test_quality_checker_is_not_blind() -> None:
     """A quality series with a wrong label or a missing _total fails the check too."""
     exported = _exported()
