@@ -55,7 +55,8 @@ FULL: dict[str, dict[str, Any]] = {
         ),
     },
     "breakdown": {"events": 20_000},
-    "workers": {"events": 40_000, "deliver_events": 40_000},
+    # long enough that the second worker's join and the rebalance are not most of the run
+    "workers": {"events": 150_000, "deliver_events": 200_000},
     "publish": {"rows": 30_000, "rounds": 3},
     "replay": {"rows": 20_000, "rounds": 3},
     "dlq": {"rows": 20_000, "rounds": 3},
