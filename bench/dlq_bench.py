@@ -136,7 +136,9 @@ def run(bootstrap: str, *, rows: int = 50_000, rounds: int = 5) -> dict[str, Any
         return rows
 
     # the tool runs in this process: its first run would also time the imports of the package
-    with tool_env(bootstrap, raw=unique("unused-raw"), dlq=dlq):
+    warm = unique("unused-raw")  # republish checks its target topic exists before reading
+    create_topics(bootstrap, [warm], 1)
+    with tool_env(bootstrap, raw=warm, dlq=dlq):
         cli("dlq", "republish", "--to", "raw", "--reason", REASON, "--limit", "100", "--dry-run")
     result: dict[str, Any] = {"rows": rows, "rounds": rounds, "reason": REASON}
     result["dlq_republish"] = pair("dlq republish", rounds, hand, tool)

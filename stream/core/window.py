@@ -21,7 +21,7 @@ Byte size is the size of the ``data`` JSON array as :mod:`stream.core.payload` s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from stream.core.capi import MAX_EVENTS_PER_REQUEST
@@ -85,12 +85,13 @@ class Batch:
 class _Window:
     """One lane's open window; mutable, private to the batcher."""
 
-    __slots__ = ("expires_at", "items", "opened_at", "size_bytes")
+    __slots__ = ("due_at", "expires_at", "items", "opened_at", "size_bytes")
 
-    def __init__(self, opened_at: float) -> None:
+    def __init__(self, opened_at: float, due_at: float) -> None:
         self.items: list[PendingEvent] = []
         self.size_bytes = _BRACKETS
         self.opened_at = opened_at
+        self.due_at = due_at  # when linger ends for this window
         self.expires_at = math.inf
 
     def append(self, item: PendingEvent) -> None:
@@ -102,7 +103,9 @@ class _Window:
 class Batcher:
     """Cuts per-lane windows into batches; pure, time comes in as ``now``."""
 
-    __slots__ = ("_age_guard_s", "_linger_s", "_max_bytes", "_max_events", "_windows")
+    __slots__ = (
+        "_age_guard_s", "_head_start", "_linger_s", "_max_bytes", "_max_events", "_windows",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -110,7 +113,11 @@ class Batcher:
         max_bytes: int = DEFAULT_MAX_BYTES,
         linger_s: float = 1.0,
         age_guard_s: float = DEFAULT_AGE_GUARD_S,
+        head_start: Callable[[], float] = lambda: 0.0,
     ) -> None:
+        """``head_start()`` is taken off each new window's linger (the stage draws it at random,
+        up to a tenth of linger): lanes whose first events arrive in one poll batch would
+        otherwise close on the same tick, every time, and hit the receiver as one burst."""
         if not 1 <= max_events <= MAX_EVENTS_PER_REQUEST:
             raise ConfigError(f"max_events must be 1..{MAX_EVENTS_PER_REQUEST}, not {max_events}")
         if max_bytes < _BRACKETS + 2:  # the smallest event is b"{}"
@@ -121,6 +128,7 @@ class Batcher:
         self._max_bytes = max_bytes
         self._linger_s = linger_s
         self._age_guard_s = age_guard_s
+        self._head_start = head_start
         self._windows: dict[LaneKey, _Window] = {}
 
     def fits(self, item: PendingEvent) -> bool:
@@ -143,7 +151,8 @@ class Batcher:
             ready.append(self._cut(item.lane))
             window = None
         if window is None:
-            window = self._windows[item.lane] = _Window(now)
+            due_at = now + max(0.0, self._linger_s - self._head_start())
+            window = self._windows[item.lane] = _Window(now, due_at)
         window.append(item)
         if len(window.items) >= self._max_events or self._deadline(window) <= now:
             ready.append(self._cut(item.lane))
@@ -179,7 +188,7 @@ class Batcher:
             if not keep:
                 del self._windows[lane]
                 continue
-            new = self._windows[lane] = _Window(old.opened_at)
+            new = self._windows[lane] = _Window(old.opened_at, old.due_at)
             for item in keep:
                 new.append(item)
         return dropped
@@ -189,7 +198,7 @@ class Batcher:
         return sum(len(w.items) for w in self._windows.values())
 
     def _deadline(self, window: _Window) -> float:
-        return min(window.opened_at + self._linger_s, window.expires_at - self._age_guard_s)
+        return min(window.due_at, window.expires_at - self._age_guard_s)
 
     def _cut(self, lane: LaneKey) -> Batch:
         window = self._windows.pop(lane)

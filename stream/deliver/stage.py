@@ -86,7 +86,8 @@ class Deliverer(Lifecycle):
         self._destinations = Destinations.from_settings(settings)
         self._rules = DeliveryRules(d.production, d.test_event_code, d.max_bytes)
         self._settlement = Settlement()
-        self._batcher = Batcher(d.max_events, d.max_bytes, d.linger_ms / 1000, d.age_guard_s)
+        early = lambda: self._rnd.uniform(0, d.linger_ms / 10_000)  # noqa: E731 - lanes spread out
+        self._batcher = Batcher(d.max_events, d.max_bytes, d.linger_ms / 1000, d.age_guard_s, early)
         self._tasks: dict[asyncio.Task[None], frozenset[TopicPartition]] = {}
         self._revoking: set[TopicPartition] = set()
         self._sender: Sender | None = None

@@ -255,3 +255,27 @@ def test_every_event_leaves_in_exactly_one_batch_within_the_limits(
     for lane in (LANE, TEST_LANE):
         sent = [i.offset for b in batches if b.lane == lane for i in b.items]
         assert sent == [o for o, op in enumerate(ops) if op[0] == lane]
+
+
+def test_a_head_start_spreads_lanes_opened_on_one_tick() -> None:
+    """Two lanes whose first events arrive together get their own deadlines, each within
+    linger of the first event; created_at stays the moment the window opened."""
+    starts = iter([0.0, 0.08])
+    batcher = Batcher(linger_s=1.0, head_start=lambda: next(starts))
+    other = LaneKey("graph", "987654321")
+    batcher.add(event(0), 10.0)
+    batcher.add(event(1, lane=other), 10.0)
+    assert batcher.next_deadline() == pytest.approx(10.92)
+    (early,) = batcher.due(10.92)
+    assert early.lane == other
+    assert early.created_at == 10.0
+    assert batcher.due(10.99) == []
+    (late,) = batcher.due(11.0)
+    assert late.lane == LANE
+
+
+def test_a_head_start_never_makes_a_window_due_before_it_opens() -> None:
+    """A head start longer than linger closes the window at once, never in the past."""
+    batcher = Batcher(linger_s=0.05, head_start=lambda: 1.0)
+    (batch,) = batcher.add(event(0), 10.0)
+    assert batch.created_at == 10.0
