@@ -59,7 +59,7 @@ class Checkpoint:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settlement = settlement
-        self._flush = flush
+        self._flush_producer = flush
         self._commit = commit
         self._pause = pause
         self._resume = resume
@@ -71,6 +71,9 @@ class Checkpoint:
         self._next_at = 0.0  # monotonic; no commit starts before
         self.paused = False
         self.max_pending = 0
+        #: the first failed flush: a dead letter that never reached Kafka; from then on nothing
+        #: is committed (its offset may be in any later watermark), so the stage must restart
+        self.broken: KafkaError | None = None
 
     def maybe_commit(self) -> None:
         """Start a commit in the background when a watermark moved (coalesced, one at a time).
@@ -88,16 +91,18 @@ class Checkpoint:
     async def commit(self) -> bool:
         """The commit protocol; False when the commit failed and should be tried again.
 
-        1. flush the producer and check that every dead letter reached Kafka (bounded: a flush
-           that cannot finish in time raises, and the stage exits for its supervisor)
-        2. take each partition's next_offset from the watermark (only contiguous settled offsets)
+        1. take each partition's next_offset from the watermark (only contiguous settled
+           offsets) before the flush: an event dead-lettered while the flush runs is not in it
+        2. flush the producer and check that every dead letter of step 1 reached Kafka (bounded:
+           a flush that cannot finish in time raises, and the stage exits for its supervisor);
+           after one failed flush every later commit is refused (:attr:`broken`)
         3. commit those offsets synchronously; a partition error raises
         4. record them as committed
         """
-        await asyncio.to_thread(self._flush)  # 1
-        next_offsets = self._settlement.committable()  # 2
+        next_offsets = self._settlement.committable()  # 1
         if not next_offsets:
             return True
+        await self._flushed()  # 2
         try:
             await self._commit(next_offsets)  # 3
         except KafkaError as exc:
@@ -115,10 +120,27 @@ class Checkpoint:
 
         Step 3 is the caller's (the rebalance callback commits on the consumer's thread).
         """
-        await asyncio.to_thread(self._flush)  # dead letters first, as in commit()
-        next_offsets, abandoned = self._settlement.revoke(tps)
+        next_offsets, abandoned = self._settlement.revoke(tps)  # nothing settles on them after
+        try:
+            await self._flushed()  # their dead letters in Kafka before their offsets commit
+        except KafkaError as exc:
+            self._on_error(exc)
+            log.error("revoked without a commit: a dead letter was not delivered", error=str(exc))
+            return {}
         log.info("revoked", partitions=len(tps), abandoned=abandoned)
+        # their pending events are gone: if they were what paused us, nothing left would ever
+        # settle to resume the partitions kept or assigned next
+        self.backpressure()
         return next_offsets
+
+    async def _flushed(self) -> None:
+        if self.broken is not None:
+            raise self.broken
+        try:
+            await asyncio.to_thread(self._flush_producer)
+        except KafkaError as exc:
+            self.broken = exc
+            raise
 
     async def wait(self) -> None:
         """Wait for a commit running in the background (shutdown)."""

@@ -224,10 +224,9 @@ class Deliverer(Lifecycle):
         self._dispatch(self._batcher.flush())
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.settings.deliverer.revoke_timeout_s)
-        left = set(self._tasks)
-        for task in left:
-            task.cancel()
-        if left:
+        if left := set(self._tasks):
+            for task in left:
+                task.cancel()
             await asyncio.wait(left)
         await self._checkpoint.wait()
         await self._checkpoint.commit()
@@ -256,10 +255,8 @@ class Deliverer(Lifecycle):
         return self._checkpoint.paused
 
     async def _on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Start nothing new for ``tps``; wait (bounded) for their requests; forget them.
-
-        Returns the next_offsets to commit for them (the callback commits on the poll thread).
-        """
+        """Start nothing new for ``tps``; wait (bounded) for their requests; forget them. Returns
+        the next_offsets to commit for them (the callback commits on the poll thread)."""
         revoked = set(tps)
         self._revoking |= revoked
         unsent = self._batcher.drop_partitions(revoked)

@@ -102,3 +102,71 @@ def test_revoke_flushes_and_hands_back_the_uncommitted_watermark() -> None:
     assert asyncio.run(checkpoint(kafka, settlement).revoked([TP])) == {TP: 1}
     assert kafka.calls == ["flush"]
     assert settlement.pending_count() == 0
+
+
+class FailingFlush(Kafka):
+    """A producer whose first flush reports an undelivered dead letter; later ones pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.calls.append("flush")
+        if self.flushes == 1:
+            raise KafkaError("1 records not delivered: MSG_TIMED_OUT", retriable=True)
+
+
+def test_after_a_failed_flush_nothing_is_committed_again() -> None:
+    """A dead letter that never reached Kafka may sit under any later watermark: once a flush
+    failed, the next commit and the revoke commit nothing, even though their flush would pass
+    (the producer forgets its failures once it has reported them)."""
+    settlement, _, _, items = parts(2)
+    assert items[0].entry is not None
+    settlement.settle(items[0].entry)
+    kafka = FailingFlush()
+    subject = checkpoint(kafka, settlement)
+    with pytest.raises(KafkaError, match="not delivered"):
+        asyncio.run(subject.commit())
+    with pytest.raises(KafkaError, match="not delivered"):
+        asyncio.run(subject.commit())
+    assert asyncio.run(subject.revoked([TP])) == {}
+    assert [c for c in kafka.calls if isinstance(c, tuple) and c[0] == "commit"] == []
+    assert subject.broken is not None
+
+
+def test_the_commit_takes_its_offsets_before_the_flush() -> None:
+    """An event dead-lettered while the flush runs is not in the offsets this commit sends:
+    the flush did not cover its letter."""
+    settlement, _, _, items = parts(2)
+    assert items[0].entry is not None
+    assert items[1].entry is not None
+    settlement.settle(items[0].entry)
+    kafka = Kafka()
+    late = items[1].entry
+
+    def flush_while_another_settles() -> None:
+        kafka.calls.append("flush")
+        settlement.settle(late)  # what a sender task can do while the commit awaits the flush
+
+    subject = Checkpoint(
+        settlement, flush=flush_while_another_settles, commit=kafka.commit, pause=kafka.pause,
+        resume=kafka.resume, limits=CheckpointLimits(), on_error=lambda _: None,
+    )  # fmt: skip
+    assert asyncio.run(subject.commit())
+    assert kafka.calls == ["flush", ("commit", {TP: 1})]
+    assert settlement.committable() == {TP: 2}
+
+
+def test_backpressure_resumes_when_a_revoke_took_every_pending_event() -> None:
+    """Paused at max_pending, then every partition revoked: the next assignment is not left
+    paused with nothing pending (nothing would ever settle to resume it)."""
+    settlement, _, _, _ = parts(4)
+    kafka = Kafka()
+    subject = checkpoint(kafka, settlement, max_pending=4, resume_pending=2)
+    subject.backpressure()
+    assert subject.paused
+    asyncio.run(subject.revoked([TP]))
+    assert not subject.paused
+    assert kafka.calls[-1] == ("resume", [])  # nothing kept; the next assignment starts unpaused
