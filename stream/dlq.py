@@ -6,7 +6,8 @@
   message (else the stage's, which names fields, never values). ``--json`` prints whole records:
   a deliver-stage letter's enriched event decoded with only hashed ``user_data`` values
   (anything else reads ``<redacted>``); a normalize-stage letter's original, which may hold raw
-  customer data, as its byte length and SHA-256 only, unless ``--unsafe-show-raw``.
+  customer data, as its byte length and SHA-256 only, unless ``--unsafe-show-raw``; the same for
+  every letter's original key (producers may key by an e-mail or a customer id).
 * ``republish``: after a fix, put the original records of chosen dead letters back on the raw
   topic (normalize-stage letters) or the enriched topic (deliver-stage letters), key and value
   byte for byte, with the original headers and ``capi.dlq.reason``, ``capi.dlq.source`` (the
@@ -161,7 +162,9 @@ def shown(
     out = {k: v for k, v in letter.items() if k not in ("original_key", "original_value")}
     out["pixel_id"] = pixel  # the deliver stage leaves it to the event, which has it
     out["dlq"] = f"{record.topic}[{record.partition}]@{record.offset}"
-    out["original_key"] = _text_or_hex(letter.get("original_key"))
+    key: bytes | None = letter.get("original_key")
+    # producers may key by an e-mail or a customer id: the key is customer data too
+    out["original_key"] = _text_or_hex(key) if unsafe or key is None else _digest(key)
     out["headers"] = {h["key"]: _header(h["key"], h["value"]) for h in letter["headers"]}
     out["original_value"] = _original(value, letter["stage"], codecs, unsafe=unsafe)
     return json.dumps(out, default=_json_default, ensure_ascii=False)
@@ -204,10 +207,14 @@ def _row(cells: list[str]) -> str:
     return "  ".join(parts).rstrip()
 
 
+def _digest(value: bytes) -> dict[str, Any]:
+    return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+
+
 def _original(value: bytes | None, stage: str, codecs: Codecs, *, unsafe: bool) -> Any:
     if value is None:
         return None
-    digest = {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    digest = _digest(value)
     from stream.core.errors import DecodeError
 
     try:

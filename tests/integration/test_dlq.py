@@ -107,6 +107,7 @@ def test_show_prints_hashes_only(
     assert all(HEX64.fullmatch(v) for v in user_data["em"])
     assert user_data["client_ip_address"] == "<redacted>"
     assert by_reason["purchase_without_currency"]["headers"] == {"trace": "<3 bytes>"}
+    assert all(set(s["original_key"]) == {"bytes", "sha256"} for s in shown)  # keys may be PII
 
 
 def test_show_unsafe_raw_reveals_the_original_event(
@@ -118,6 +119,7 @@ def test_show_unsafe_raw_reveals_the_original_event(
     [line] = capsys.readouterr().out.splitlines()
     assert code == 0
     assert json.loads(line)["original_value"]["user_data"]["em"] == [EMAIL]
+    assert json.loads(line)["original_key"] == "n-0"
 
 
 def test_republish_to_raw_keeps_bytes_and_adds_provenance(
