@@ -162,6 +162,8 @@ class MatchReport:
 
     def _warn(self) -> None:
         now = self._monotonic()
+        if len(self._warned_at) > _KNOWN_SHAPES:
+            self._warned_at.clear()  # bounded: a bad mapping can make every event a "pixel"
         for pixel, n in list(self._unwarned.items()):
             last = self._warned_at.get(pixel)
             if last is not None and now - last < self._warn_interval_s:
@@ -172,5 +174,7 @@ class MatchReport:
                 "website events without an event_id: the stage derived one, which never "
                 "matches the browser pixel's eventID, so Meta cannot deduplicate them; send "
                 "the pixel's eventID as event_id",
-                pixel=pixel, events=n, since_s=None if last is None else round(now - last),
+                # a pixel id is digits; anything else may be a mis-mapped value: never logged
+                pixel=pixel if pixel.isdigit() and len(pixel) <= 32 else "other",
+                events=n, since_s=None if last is None else round(now - last),
             )  # fmt: skip

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -364,14 +365,32 @@ def _rows(
         return read_jsonl(lines), mapper.event
     header, rows = read_csv_cells(lines)
     unknown = mapper.unknown(header)
+    if unknown and len(unknown) * 2 > len(header):
+        # most likely a file without a header row: its first line is customer data, never echoed
+        print(f"capi-stream publish: {len(unknown)} of {len(header)} columns of the first line "
+              "are unknown: CSV input needs a header row naming the columns (the columns "
+              "read: capi-stream publish --help)", file=sys.stderr)  # fmt: skip
+        return None
+    shown = ", ".join(_column_name(header, name) for name in unknown)
     if unknown and not mapper.ignore_unknown:
-        print(f"capi-stream publish: unknown columns {', '.join(unknown)}: skip them with "
+        print(f"capi-stream publish: unknown columns {shown}: skip them with "
               "--ignore-unknown-columns (the columns read: capi-stream publish --help)",
               file=sys.stderr)  # fmt: skip
         return None
     if unknown:
-        _progress(f"ignoring columns {', '.join(unknown)} (--ignore-unknown-columns)")
+        _progress(f"ignoring columns {shown} (--ignore-unknown-columns)")
     return rows, mapper.for_header(header).event  # the column work done once
+
+
+#: What a column name looks like; anything else (an e-mail, a phone number) is not echoed.
+_COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_. ()-]{0,39}")
+
+
+def _column_name(header: list[str], name: str) -> str:
+    """``name`` as an error may show it: itself, or its position when it may be a value."""
+    if _COLUMN_NAME.fullmatch(name):
+        return name
+    return f"<column {header.index(name) + 1}>"
 
 
 def _progress(line: str) -> None:

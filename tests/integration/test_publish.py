@@ -178,6 +178,33 @@ def test_a_row_the_encoder_refuses_is_explained_by_field_and_the_rest_published(
     assert keys == {b"c-1", b"c-3"}
 
 
+def test_a_csv_without_a_header_row_is_refused_without_echoing_its_first_line(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """An export saved without its header: its first line is customer data. The command says
+    a header row is needed (exit 2) and prints none of that line, with or without
+    --ignore-unknown-columns; a value-like unknown column is named by its position."""
+    csv = tmp_path / "no-header.csv"
+    csv.write_text("jane.doe@example.com,+1 650 555 0100,Jane,Lead,1767225600\n")
+    for options in ((), ("--ignore-unknown-columns",)):
+        code = run_cli(monkeypatch, settings, "publish", str(csv), "--no-progress", *options)
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "5 of 5 columns of the first line are unknown" in err
+        assert "header row" in err
+        assert all(value not in err for value in ("jane", "Jane", "555", "example"))
+    odd = tmp_path / "odd.csv"
+    odd.write_text("email,event_name,event_time,a@b.co\nx@y.co,Lead,1767225600,1\n")
+    assert run_cli(monkeypatch, settings, "publish", str(odd), "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "unknown columns <column 4>" in err
+    assert "a@b.co" not in err
+    assert OffsetsAdmin(settings).bounds(settings.topics.raw, [0]) == {0: (0, 0)}
+
+
 def test_publish_to_a_topic_that_does_not_exist_is_one_line_exit_2(
     kafka_bootstrap: str,
     unique: Callable[[str], str],

@@ -140,3 +140,14 @@ def test_the_score_gauge_moves_at_most_every_interval_over_the_latest_events(
     clock.now += 10
     report.report()  # nothing new: the last value stays
     assert sensor.gauges[key] == local_score({"em": 1.0, "ph": 0.5, "ip_ua": 1.0})
+
+
+def test_a_pixel_that_is_not_digits_is_never_logged(sensor: MemorySensor, clock: Clock) -> None:
+    """A mis-mapped pixel_id (an e-mail address in the pixel column) reaches no log line."""
+    report = MatchReport(sensor, monotonic=clock, warn_interval_s=60)
+    with capture_logs() as logs:
+        report.add(_event(event_id=None, pixel_id="jane.doe@example.com"))
+        report.committed()
+    [warning] = [line for line in logs if line["log_level"] == "warning"]
+    assert warning["pixel"] == "other"
+    assert "jane" not in str(logs)
