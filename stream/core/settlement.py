@@ -112,17 +112,20 @@ class Settlement:
     order, settling an event twice, committing past the watermark.
     """
 
-    __slots__ = ("_by_key", "_parts", "_pending")
+    __slots__ = ("_by_key", "_parts", "_pending", "generation")
 
     def __init__(self) -> None:
         self._parts: dict[TopicPartition, _Partition] = {}
         self._by_key: dict[tuple[str, int], _Partition] = {}  # the same, for the hot path
         self._pending = 0
+        #: counts assignments and revokes: a commit taken before one may meet fresh state
+        self.generation = 0
 
     # -- assignment --------------------------------------------------------------------------
 
     def assign(self, tps: Iterable[TopicPartition]) -> None:
         """Start owning ``tps``, each with fresh state (a previous assignment's events die)."""
+        self.generation += 1
         for tp in tps:
             old = self._parts.get(tp)
             if old is not None:
@@ -135,6 +138,7 @@ class Settlement:
         Abandoned events are read again by the new owner from the last commit; their stable
         ``event_id`` makes the repeat harmless.
         """
+        self.generation += 1
         next_offsets: dict[TopicPartition, int] = {}
         abandoned = 0
         for tp in tps:
@@ -231,13 +235,23 @@ class Settlement:
             if part.next_offset is not None and part.next_offset != part.committed
         }
 
-    def mark_committed(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Record what Kafka confirmed; partitions revoked since are ignored."""
+    def mark_committed(
+        self, offsets: Mapping[TopicPartition, int], *, generation: int | None = None
+    ) -> None:
+        """Record what Kafka confirmed; partitions revoked since are ignored.
+
+        ``generation`` is :attr:`generation` when ``offsets`` were taken: if partitions were
+        assigned or revoked since, one may be back with fresh state behind the snapshot, and
+        its old offset is ignored too (otherwise that is a bug, and raises).
+        """
+        moved = generation is not None and generation != self.generation
         for tp, next_offset in offsets.items():
             part = self._parts.get(tp)
             if part is None:
                 continue
             if part.next_offset is None or next_offset > part.next_offset:
+                if moved:
+                    continue
                 raise OffsetStateError(
                     f"{tp.topic}[{tp.partition}]: commit of {next_offset} past the watermark "
                     f"{part.next_offset}"

@@ -99,6 +99,7 @@ class Checkpoint:
         3. commit those offsets synchronously; a partition error raises
         4. record them as committed
         """
+        generation = self._settlement.generation  # a rebalance may come while this awaits
         next_offsets = self._settlement.committable()  # 1
         if not next_offsets:
             return True
@@ -111,7 +112,7 @@ class Checkpoint:
             # a rebalance or a coordinator move: the offsets stay committable for the next try
             log.warning("commit failed; will retry", error=str(exc))
             return False
-        self._settlement.mark_committed(next_offsets)  # 4
+        self._settlement.mark_committed(next_offsets, generation=generation)  # 4
         self._sensor.count("commits")
         return True
 

@@ -91,6 +91,10 @@ class StageConsumer:
             records.append(to_record(msg))
         return records
 
+    def assigned(self) -> set[TopicPartition]:
+        """The partitions librdkafka has assigned to this consumer now (local, no broker call)."""
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit ``next_offset`` per partition synchronously; raise if any partition failed."""
         if not offsets:

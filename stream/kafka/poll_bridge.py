@@ -134,8 +134,17 @@ class PollBridge(Generic[T]):
         self.post(lambda: self._consumer.resume(frozen))
 
     async def commit(self, next_offsets: dict[TopicPartition, int]) -> None:
-        """Commit ``next_offset`` per partition synchronously, on the poll thread (rule 1)."""
-        await self.call(lambda: self._commit(next_offsets))
+        """Commit ``next_offset`` per partition synchronously, on the poll thread (rule 1).
+
+        Partitions revoked between the snapshot and this job are left out: another member may
+        own them now, and this older offset would move its commit back.
+        """
+
+        def job() -> None:
+            owned = self._consumer.assigned()
+            self._commit({tp: n for tp, n in next_offsets.items() if tp in owned})
+
+        await self.call(job)
 
     async def lag(self, tps: Collection[TopicPartition]) -> dict[TopicPartition, int]:
         """Records left to read per partition, past transaction markers (no broker call)."""

@@ -97,6 +97,27 @@ def test_impossible_states_raise() -> None:
     assert not s.settle(e[3])  # settled already: not current, nothing happens
 
 
+def test_a_commit_confirmed_after_a_revoke_and_reassign_is_ignored() -> None:
+    """A commit taken before the partition was revoked and assigned again comes back past the
+    fresh state's watermark: it belongs to the old assignment and changes nothing (without the
+    generation it was taken at, the same call is a bug and raises)."""
+    s, e = tracked([0, 1])
+    s.settle(e[0])
+    s.settle(e[1])
+    generation = s.generation
+    offsets = s.committable()
+    assert offsets == {TP: 2}
+    s.revoke([TP])
+    s.assign([TP])
+    (fresh,) = s.track([rec(2)], now=1.0)
+    assert fresh is not None
+    s.mark_committed(offsets, generation=generation)
+    assert s.committed(TP) is None
+    assert s.committable() == {}
+    with pytest.raises(OffsetStateError):
+        s.mark_committed(offsets)
+
+
 class SettlementMachine(RuleBasedStateMachine):
     """Random batches, gaps, settles, commits and revokes against the per-offset tracker."""
 
