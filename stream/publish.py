@@ -365,8 +365,8 @@ def _rows(
         return read_jsonl(lines), mapper.event
     header, rows = read_csv_cells(lines)
     unknown = mapper.unknown(header)
-    if unknown and len(unknown) * 2 > len(header):
-        # most likely a file without a header row: its first line is customer data, never echoed
+    if unknown and len(unknown) == len(header):
+        # no column known: a file without a header row, whose first line is customer data
         print(f"capi-stream publish: {len(unknown)} of {len(header)} columns of the first line "
               "are unknown: CSV input needs a header row naming the columns (the columns "
               "read: capi-stream publish --help)", file=sys.stderr)  # fmt: skip

@@ -196,11 +196,11 @@ def test_a_csv_without_a_header_row_is_refused_without_echoing_its_first_line(
         assert "5 of 5 columns of the first line are unknown" in err
         assert "header row" in err
         assert all(value not in err for value in ("jane", "Jane", "555", "example"))
-    odd = tmp_path / "odd.csv"
-    odd.write_text("email,event_name,event_time,a@b.co\nx@y.co,Lead,1767225600,1\n")
+    odd = tmp_path / "odd.csv"  # mostly unknown columns, but a header: only the odd one hidden
+    odd.write_text("email,Age,Notes,Owner,a@b.co\nx@y.co,41,n,o,1\n")
     assert run_cli(monkeypatch, settings, "publish", str(odd), "--no-progress") == 2
     err = capsys.readouterr().err
-    assert "unknown columns <column 4>" in err
+    assert "unknown columns Age, Notes, Owner, <column 5>" in err
     assert "a@b.co" not in err
     assert OffsetsAdmin(settings).bounds(settings.topics.raw, [0]) == {0: (0, 0)}
 
