@@ -21,7 +21,7 @@ import io
 import os
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,9 @@ from bench.common import (
     DOMAINS,
     FIRST_NAMES,
     LAST_NAMES,
+    alternating_pair,
     create_topics,
     log,
-    median,
-    timed,
     unique,
 )
 
@@ -145,39 +144,6 @@ def _values(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, byte
     return [(r.key, r.value) for r in read_ranges(settings, topic, {0: (0, n)})]
 
 
-def _pair(
-    name: str, rounds: int, hand: Callable[[], int], tool: Callable[[], int]
-) -> dict[str, Any]:
-    hand_rates: list[float] = []
-    tool_rates: list[float] = []
-    ratios: list[float] = []
-    cpu_ratios: list[float] = []  # rows per CPU-second of this process: steadier on a busy host
-    for k in range(rounds):
-        # the order alternates, so neither side always runs on a warmer broker
-        if k % 2:
-            t, h = timed(tool), timed(hand)
-        else:
-            h, t = timed(hand), timed(tool)
-        hand_rates.append(h.rate)
-        tool_rates.append(t.rate)
-        ratios.append(t.rate / h.rate)
-        cpu_ratios.append(t.cpu_rate / h.cpu_rate)
-        log(f"{name} round {k + 1}: tool {t.rate:,.0f}/s ({t.items:,}), hand-written "
-            f"{h.rate:,.0f}/s: {ratios[-1]:.2f}x; by CPU {cpu_ratios[-1]:.2f}x")  # fmt: skip
-    ratio = median(ratios)
-    return {
-        "median_tool_rows_per_s": round(median(tool_rates)),
-        "median_hand_rows_per_s": round(median(hand_rates)),
-        "tool_rows_per_s": [round(x) for x in tool_rates],
-        "hand_rows_per_s": [round(x) for x in hand_rates],
-        "ratios": [round(x, 3) for x in ratios],
-        "median_ratio": round(ratio, 3),
-        "cpu_ratios": [round(x, 3) for x in cpu_ratios],
-        "median_cpu_ratio": round(median(cpu_ratios), 3),
-        "goal": {"ratio": GOAL, "met": ratio >= GOAL, "margin": round(ratio - GOAL, 3)},
-    }
-
-
 def run(bootstrap: str, *, rows: int = 50_000, rounds: int = 3) -> dict[str, Any]:
     """All three pairs; the JSON result (ratios, rates, the check that both sides agree)."""
     import tempfile
@@ -213,7 +179,9 @@ def run(bootstrap: str, *, rows: int = 50_000, rounds: int = 3) -> dict[str, Any
     warm = path.with_name("warm.csv")
     write_offline_csv(warm, 500, seed=12, now=now)
     hand_publish(fresh("warm"), warm, producer_config)
-    results["publish"] = _pair("publish", rounds, hand, tool_publish)
+    results["publish"] = alternating_pair(
+        "publish", rounds, hand, tool_publish, goal=GOAL, unit="rows"
+    )
     sample = min(rows, 2_000)
     hand_values = _values(bootstrap, made["hand"][0], sample)
     same = hand_values == _values(bootstrap, made["tool"][0], sample)

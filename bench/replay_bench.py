@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from bench import common
-from bench.common import create_topics, log, median, timed, unique
+from bench.common import alternating_pair, create_topics, log, unique
 
 GOAL = 0.8
 SOURCE_HEADER = "capi.replay.source"
@@ -130,34 +130,8 @@ def records(bootstrap: str, topic: str, start: int, count: int) -> list[tuple[An
 def pair(
     name: str, rounds: int, hand: Callable[[], int], tool: Callable[[], int]
 ) -> dict[str, Any]:
-    """Alternating rounds of both sides; rates, ratios (tool / hand) and medians."""
-    hand_rates: list[float] = []
-    tool_rates: list[float] = []
-    ratios: list[float] = []
-    cpu_ratios: list[float] = []  # records per CPU-second of this process: steadier when busy
-    for k in range(rounds):
-        if k % 2:  # the order alternates, so neither side always runs on a warmer broker
-            t, h = timed(tool), timed(hand)
-        else:
-            h, t = timed(hand), timed(tool)
-        hand_rates.append(h.rate)
-        tool_rates.append(t.rate)
-        ratios.append(t.rate / h.rate)
-        cpu_ratios.append(t.cpu_rate / h.cpu_rate)
-        log(f"{name} round {k + 1}: tool {t.rate:,.0f}/s, hand-written {h.rate:,.0f}/s "
-            f"({t.items:,} records): {ratios[-1]:.2f}x; by CPU {cpu_ratios[-1]:.2f}x")  # fmt: skip
-    ratio = median(ratios)
-    return {
-        "median_tool_records_per_s": round(median(tool_rates)),
-        "median_hand_records_per_s": round(median(hand_rates)),
-        "tool_records_per_s": [round(x) for x in tool_rates],
-        "hand_records_per_s": [round(x) for x in hand_rates],
-        "ratios": [round(x, 3) for x in ratios],
-        "median_ratio": round(ratio, 3),
-        "cpu_ratios": [round(x, 3) for x in cpu_ratios],
-        "median_cpu_ratio": round(median(cpu_ratios), 3),
-        "goal": {"ratio": GOAL, "met": ratio >= GOAL, "margin": round(ratio - GOAL, 3)},
-    }
+    """Alternating rounds of both sides against this module's goal (records)."""
+    return alternating_pair(name, rounds, hand, tool, goal=GOAL)
 
 
 def run(bootstrap: str, *, rows: int = 50_000, rounds: int = 5) -> dict[str, Any]:
