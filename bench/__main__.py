@@ -18,7 +18,8 @@ Benchmarks (``bench/NAME_bench.py``, each ``run(bootstrap, **plan[NAME])``):
 
 Writes ``bench/results/NAME.json`` per benchmark, ``bench/results/REPORT.md`` (every goal met
 or missed with its margin, and the tables) and, when matplotlib is installed,
-``bench/results/deliver_throughput.png``. A quick run writes under ``bench/results/quick/`` so
+``bench/results/deliver_throughput.png``; README.md's benchmark tables are written again from
+every JSON result (:mod:`bench.readme`). A quick run writes under ``bench/results/quick/`` so
 it never overwrites the figures of a full run; ``--only`` writes ``REPORT-NAME.md`` and leaves
 the full run's report. ``KAFKA_BOOTSTRAP`` runs against an existing broker instead of starting
 one (the broker outage is then skipped). The simulator's own benchmark
@@ -152,8 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     report_path = out_dir / name
     report_path.write_text(report, encoding="utf-8")
     log(f"wrote {report_path} ({total:.0f}s in all)")
+    if not args.quick:
+        _write_readme()
     print(report)
     return 1 if failures else 0
+
+
+def _write_readme() -> None:
+    """README.md's tables again, from every full-run JSON result on disk (see bench.readme)."""
+    from bench import readme
+
+    path = common.ROOT / "README.md"
+    if readme.update(path, readme.load()):
+        log(f"wrote the tables of {path}")
 
 
 def rerender(out_dir: Path) -> int:
@@ -171,6 +183,8 @@ def rerender(out_dir: Path) -> int:
     plot = out_dir / "deliver_throughput.png"
     report = render(results, total, "quick" in out_dir.name, plot if plot.exists() else None)
     (out_dir / "REPORT.md").write_text(report, encoding="utf-8")
+    if "quick" not in out_dir.name:
+        _write_readme()
     print(report)
     return 0
 
