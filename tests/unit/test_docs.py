@@ -145,3 +145,38 @@ def test_no_reference_to_a_document_outside_the_repository() -> None:
             if re.search(r"\.\./shared/|\b(?:CAPI|DESIGN|STYLE|TEST-BROKERS)\.md", line):
                 stale.append(f"{path.relative_to(ROOT)}:{number}")
     assert stale == []
+
+
+def _readme_reasons() -> set[str]:
+    """The reason codes of README's "Dead-letter reasons" tables (``decode_*`` left out)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Dead-letter reasons") : text.index("### Warnings")]
+    codes: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            first_cell = line.split("|")[1]
+            codes.update(re.findall(r"`([a-z_]+)`", first_cell))
+    return codes
+
+
+def test_the_readme_names_every_dead_letter_reason_and_no_other() -> None:
+    """``dlq --reason`` accepts exactly the reasons the README explains: a reason a stage
+    writes that the table does not name leaves an operator with a code and no meaning."""
+    from stream.dlq import DATA_ERRORS, KNOWN_REASONS
+
+    assert _readme_reasons() == set(KNOWN_REASONS)
+    assert DATA_ERRORS < KNOWN_REASONS
+
+
+def test_every_reason_the_code_writes_is_a_known_one() -> None:
+    """Each literal reason of a refusal in stream/ (``Failure("expired", …)``,
+    ``Problem(…)``, ``Rejected(…)``) is one ``dlq`` knows, so ``--reason`` can select it."""
+    from stream.dlq import KNOWN_REASONS
+
+    written: set[str] = set()
+    for path in (ROOT / "stream").rglob("*.py"):
+        written.update(
+            re.findall(r"\b(?:Failure|Problem|Rejected)\(\s*\"([a-z_]+)\"", path.read_text())
+        )
+    assert len(written) >= 10  # the scan finds the refusals at all
+    assert written <= set(KNOWN_REASONS), sorted(written - set(KNOWN_REASONS))
