@@ -46,6 +46,7 @@ from stream.core.dead_letter import record_size
 from stream.core.errors import KafkaError
 from stream.core.records import Record
 from stream.deliver.stage import Deliverer
+from stream.normalizer import Normalizer
 from stream.sim import FaultConfig, PoisonRule, SimConfig, Simulator
 from tests.factories import custom_data, raw_event
 from tests.integration.chaos import Supervised, wait_for
@@ -66,6 +67,13 @@ TOKEN, PIXEL = "tok-dlq-refused-5e2", "4004"
 SHRUNK_LIMIT = 100_000
 #: Bytes of random base64 in a refused event's custom property (its letter keeps it whole).
 PADDING = 250_000
+#: A letter that fits the lowered limit alone (less the stages' 8 KiB margin), but not twice.
+FITS_ALONE = 60_000
+BATCHED_REASON = (
+    "the stages' producers put records together in one batch of up to librdkafka's batch.size "
+    "(1,000,000 bytes), whatever the topic's max.message.bytes (the broker's limit on a batch): "
+    "records that each fit the limit the stage read are refused together"
+)
 LETTERS = AvroCodec(schemas.load("dead_letter"))
 ENRICHED = AvroCodec(schemas.load("capi_event"))
 
@@ -77,10 +85,11 @@ def _admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
 
 
-def create_topics(bootstrap: str, *names: str) -> None:
+def create_topics(bootstrap: str, *names: str, config: dict[str, str] | None = None) -> None:
     """One partition each: offsets then name events, and the stage's order is the input's."""
     admin = _admin(bootstrap)  # alive until its futures are done
-    for future in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+    topics = [NewTopic(n, 1, 1, config=config or {}) for n in names]
+    for future in admin.create_topics(topics).values():
         future.result(30)
     wait_until(lambda: _exists(bootstrap, *names), 30, "the topics in the metadata")
 
@@ -116,9 +125,9 @@ def set_record_limit(bootstrap: str, topic: str, limit: int) -> None:
     wait_until(applied, 30, "the new max.message.bytes")
 
 
-def padding() -> str:
+def padding(size: int = PADDING) -> str:
     """Incompressible text: lz4 must not bring a letter back under the lowered limit."""
-    return base64.b64encode(os.urandom(PADDING * 3 // 4)).decode()
+    return base64.b64encode(os.urandom(size * 3 // 4)).decode()
 
 
 # -- what the group committed, watched while the letter is refused --------------------------
@@ -343,7 +352,7 @@ def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partitio
     """The dead-letter topic's max.message.bytes goes down to 100,000 while the stage runs
     (under a supervisor that restarts it when it exits); then a raw event without pixel_id,
     250 KB, arrives between valid ones. Its letter keeps the original whole and the broker
-    refuses it. The stage must not commit past it, and must get past it within 20 s: a fresh
+    refuses it. The stage must not commit past it, and must get past it within 25 s: a fresh
     start reads the lowered limit and cuts the letter to fit. Every raw record then has its
     output: exactly one in exactly_once, at most two (one repeat of the batch) in
     at_least_once."""
@@ -369,7 +378,7 @@ def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partitio
                  *raw_items(codec, ["b3", "b4", "b5"], now)]  # fmt: skip
         with commits_watched(kafka_bootstrap, group, raw) as seen:
             produce(kafka_bootstrap, raw, items)  # offsets 5..11, the refused one at 8
-            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 20,
+            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 25,
                      "the stage to get past the refused letter", tick=stage.ensure)  # fmt: skip
             assert not any(o > 8 for o in seen) or letters(settings), "committed past it"
         wait_for(lambda: committed(kafka_bootstrap, group, raw) == 12, 20, "a commit to the end",
@@ -430,3 +439,76 @@ def test_normalize_exactly_once_survives_a_deleted_dead_letter_topic(
     assert [(letter["reason"], letter["source"]["offset"]) for _, letter in dead] == [
         ("missing_pixel_id", 7)
     ]
+
+
+# -- letters that each fit, refused together --------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=BATCHED_REASON)
+def test_deliver_letters_that_each_fit_the_topics_limit_are_not_refused_together(
+    kafka_bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    """The dead-letter topic was made with max.message.bytes 100,000 (a limit the stage honours:
+    it reads it at start and cuts any larger letter). Five 60 KB events past Meta's age limit
+    arrive together: each letter fits, so none is cut. The broker checks the limit against a
+    record batch, and librdkafka batches all five: the stage must still write every letter and
+    commit to the end, not stop (and stop again at every restart)."""
+    names = stage_names(unique)
+    create_topics(kafka_bootstrap, names["enriched"])
+    create_topics(kafka_bootstrap, names["dlq"], config={"max.message.bytes": str(SHRUNK_LIMIT)})
+    now = time.time()
+    old = [
+        enriched(f"old{i}", now - 8 * 86_400,
+                 custom_data=custom_data(custom_properties={"pad": padding(FITS_ALONE)}))
+        for i in range(5)
+    ]  # fmt: skip
+    produce(kafka_bootstrap, names["enriched"], [*old, *(enriched(f"b{i}", now) for i in range(3))])
+    with Simulator(SimConfig(tokens={TOKEN: frozenset({PIXEL})})) as sim:
+        settings = deliver_settings(kafka_bootstrap, names, sim)
+        stats = Deliverer(settings).run(max_idle_s=2)  # raises when a letter is refused
+        assert set(accepted_ids(sim)) == {"b0", "b1", "b2"}
+    assert stats.dead_lettered == 5
+    dead = letters(settings)
+    assert sorted(letter["event_id"] for _, letter in dead) == [f"old{i}" for i in range(5)]
+    assert not any(letter["original_truncated"] for _, letter in dead)
+    assert committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == 8
+
+
+@pytest.mark.xfail(strict=True, reason=BATCHED_REASON)
+def test_normalize_letters_that_each_fit_the_topics_limit_are_not_refused_together(
+    kafka_bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    """The same for the normalize stage (exactly_once): five raw events without pixel_id, 60 KB
+    each, in one poll batch; the dead-letter topic takes 100,000 bytes. Each letter fits, so the
+    transaction must commit with all five, not be aborted and re-read (forever)."""
+    names = stage_names(unique)
+    create_topics(kafka_bootstrap, names["raw"], names["enriched"])
+    create_topics(kafka_bootstrap, names["dlq"], config={"max.message.bytes": str(SHRUNK_LIMIT)})
+    settings = stage_settings(kafka_bootstrap, names, normalizer={"poll_timeout_s": 0.2})
+    codec = AvroCodec(schemas.load("conversion_event"))
+    now = int(time.time())
+    bad = [
+        (f"bad{i}".encode(), codec.encode(raw_event(
+            event_id=f"bad{i}", event_time=now, pixel_id=None,
+            custom_data=custom_data(custom_properties={"pad": padding(FITS_ALONE)}),
+        )))
+        for i in range(5)
+    ]  # fmt: skip
+    produce(kafka_bootstrap, names["raw"], [*bad, *raw_items(codec, ["b0", "b1", "b2"], now)])
+    stage = Normalizer(settings)
+    thread = threading.Thread(target=stage.run, name="normalize-stage", daemon=True)
+    thread.start()
+    group, raw = names["normalizer_group"], names["raw"]
+    try:
+        wait_until(
+            lambda: stage.stats.aborted > 0 or committed(kafka_bootstrap, group, raw) == 8,
+            60, "the batch committed or aborted",
+        )  # fmt: skip
+    finally:
+        stage.stop()
+        thread.join(60)
+    assert stage.stats.aborted == 0, "the transaction with the five letters was aborted"
+    assert committed(kafka_bootstrap, group, raw) == 8
+    per_source, dead = outputs_per_source(settings)
+    assert per_source == Counter(dict.fromkeys(range(8), 1))
+    assert sorted(letter["reason"] for _, letter in dead) == ["missing_pixel_id"] * 5
