@@ -9,10 +9,11 @@ without ``+`` (country code, no trunk zero); not valid either way means the key 
 spends on an event, so the common shapes take a fast path: digits (after the usual separators)
 of the default region's own numbers are checked against that region's fixed-line and mobile
 patterns, straight from phonenumbers' metadata, and so are international numbers against their
-country code's main region. The fast path answers only when it finds a
-valid number and, in that case, replays exactly what ``parse`` would do (national prefix
-stripping included); anything else goes to the full library path. A property test pins the
-two paths to the same answers. Customers repeat: every answer is memoized per value and region
+country code's main region. The fast path answers only when it finds a valid number and, in
+that case, replays exactly what ``parse`` would do (national prefix stripping included, and the
+prefix rewriting of Brazil's carrier codes, Argentina's mobile ``15`` or the Caribbean's
+seven-digit local numbers); anything else goes to the full library path. Property tests pin
+the two paths to the same answers. Customers repeat: every answer is memoized per value and region
 in a bounded LRU cache (:data:`PHONE_CACHE_SIZE`), and a value's finished hash is memoized too
 (:func:`stream.core.normalize.keys.normalize_and_hash`, keyed also on the event's country and
 year, so the same number in another context misses that one and finds this one).
@@ -70,6 +71,9 @@ class _Region:
     # None when mobile numbers share the fixed-line pattern (the US): one regex run, not two.
     mobile: _Desc | None
     national_prefix: re.Pattern[str] | None
+    #: what a national prefix match becomes (Brazil's carrier codes, Japan's "000" numbers), as
+    #: a ``re`` template; None: the prefix is only removed
+    national_prefix_transform: str | None
     international_prefix: re.Pattern[str] | None
 
 
@@ -84,9 +88,6 @@ def _region(region: str) -> _Region | None:
     """Compiled metadata of ``region``, or None when the fast path cannot replay its parsing."""
     metadata = PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.country_code is None:
-        return None
-    if metadata.national_prefix_transform_rule:
-        # Prefix rewriting (Argentina's "15", Brazil's carrier codes): leave it to the library.
         return None
     general = _desc(metadata.general_desc)
     if general.pattern is None:
@@ -104,6 +105,7 @@ def _region(region: str) -> _Region | None:
             if metadata.national_prefix_for_parsing
             else None
         ),
+        national_prefix_transform=metadata.national_prefix_transform_rule or None,
         international_prefix=(
             re.compile(metadata.international_prefix) if metadata.international_prefix else None
         ),
@@ -115,8 +117,16 @@ def _valid_nsn(info: _Region, number: str) -> str | None:
     general = info.general
     nsn = number
     prefix = info.national_prefix.match(number) if info.national_prefix is not None else None
-    if prefix is not None and prefix.end() > 0:
+    transform = info.national_prefix_transform
+    if prefix is not None and transform is not None and prefix.group(prefix.re.groups) is not None:
+        # parse() rewrites the prefix with the rule (re.sub at the match, the first one as it
+        # starts at 0) when the pattern's last group took part in the match
+        stripped: str | None = prefix.expand(transform) + number[prefix.end() :]
+    elif prefix is not None and prefix.end() > 0:
         stripped = number[prefix.end() :]
+    else:
+        stripped = None
+    if stripped is not None:
         viable = general.fullmatch(stripped) is not None
         # parse() keeps the original when it is viable and the stripped form is not.
         if viable or general.fullmatch(number) is None:

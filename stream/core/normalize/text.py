@@ -21,6 +21,7 @@ import hashlib
 import re
 import sys
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
@@ -52,6 +53,48 @@ def _format_chars() -> dict[int, None]:
     return {cp: None for cp in range(0x80, sys.maxunicode + 1) if category(chr(cp)) == "Cf"}
 
 
+@dataclass(frozen=True, slots=True)
+class _FormatBytes:
+    """How to find a format character in UTF-8 bytes (a JSON text) without decoding them."""
+
+    #: every byte value except the first bytes of format characters' encodings, for
+    #: ``bytes.translate(None, other_bytes)``: what is left are the bytes that could start one
+    other_bytes: bytes
+    #: the encodings themselves, grouped by all but their last byte, e.g.
+    #: ``\\xe2\\x80[\\x8b-\\x8f\\xaa-\\xae]`` for U+200B..U+200F and U+202A..U+202E
+    pattern: re.Pattern[bytes]
+
+    def found_in(self, data: bytes) -> bool:
+        """Whether ``data`` (valid UTF-8) holds a format character.
+
+        Accented Latin, Cyrillic or CJK text starts its characters with other bytes (``é`` is
+        ``c3 a9``), so the C-level translate usually answers; the regex (~3 ns a byte) runs only
+        when a possible first byte is there (``e2`` also starts curly quotes and ``€``).
+        """
+        return bool(data.translate(None, self.other_bytes)) and (
+            self.pattern.search(data) is not None
+        )
+
+
+@lru_cache(maxsize=1)
+def _format_bytes() -> _FormatBytes:
+    """:class:`_FormatBytes` built from :func:`_format_chars`, so the two never disagree."""
+    lasts: dict[bytes, list[int]] = {}
+    for cp in _format_chars():
+        encoded = chr(cp).encode()
+        lasts.setdefault(encoded[:-1], []).append(encoded[-1])
+    alternatives = [
+        b"".join(b"\\x%02x" % byte for byte in prefix)
+        + b"[" + b"".join(b"\\x%02x" % byte for byte in sorted(ends)) + b"]"
+        for prefix, ends in sorted(lasts.items())
+    ]  # fmt: skip
+    firsts = {prefix[0] for prefix in lasts}
+    return _FormatBytes(
+        other_bytes=bytes(byte for byte in range(256) if byte not in firsts),
+        pattern=re.compile(b"|".join(alternatives)),
+    )
+
+
 def drop_format_chars(value: str) -> str:
     """``value`` without Unicode format characters (general category Cf).
 
@@ -69,17 +112,21 @@ def drop_format_chars(value: str) -> str:
 def without_format_chars(value: Any) -> Any:
     """``value`` with :func:`drop_format_chars` applied to every string in it, map keys included.
 
-    Every Cf character is outside ASCII, and nearly every value is ASCII only: ``value`` itself
-    is returned when its JSON form (orjson writes non-ASCII text as UTF-8, not escaped) is
-    ASCII, a check of ~2 µs for a typical event. Otherwise the walk copies only the containers
-    on the way to a non-ASCII string: an event whose only non-ASCII text is a name copies
-    the event's top map, ``user_data`` and that name's list, not its ~95 leaves.
+    Every Cf character is outside ASCII, and nearly every value has none: ``value`` itself is
+    returned when its JSON form holds no format character. orjson writes every non-ASCII
+    character as its UTF-8 bytes, never escaped (a test pins it for each Cf character), so one
+    C-level look answers: ``isascii()`` for the ASCII events, :meth:`_FormatBytes.found_in`
+    for those with accented names or other scripts (a typical event: ~2-3 µs either way).
+    Otherwise the walk copies only the containers on the way to a non-ASCII string: an event
+    whose only format character is in a name copies the event's top map, ``user_data`` and
+    that name's list, not its ~95 leaves.
     """
     try:
-        if orjson.dumps(value).isascii():
-            return value
+        dumped = orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError: bytes, huge ints, non-string keys
-        pass
+        return _cleaned(value)
+    if dumped.isascii() or not _format_bytes().found_in(dumped):
+        return value
     return _cleaned(value)
 
 

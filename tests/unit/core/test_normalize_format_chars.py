@@ -7,15 +7,17 @@ test vectors (§3.8): a value with invisible characters must hash exactly like t
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.core.normalize import DEFAULT_OPTIONS, Normalized, Rejected, normalize_event
-from stream.core.normalize.text import drop_format_chars, without_format_chars
+from stream.core.normalize.text import _format_bytes, drop_format_chars, without_format_chars
 from tests.factories import custom_data, empty_user_data, raw_event
 
 NOW = 1_767_225_600.0 + 60
@@ -163,3 +165,49 @@ def test_no_format_character_survives_and_nothing_else_changes(text: str) -> Non
     assert all(unicodedata.category(c) != "Cf" for c in out)
     assert out == "".join(c for c in text if unicodedata.category(c) != "Cf")
     assert drop_format_chars(out) == out
+
+
+#: Every format character of this Python's Unicode database.
+FORMAT_CHARS = [
+    chr(cp) for cp in range(0x80, sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Cf"
+]
+
+
+def test_orjson_writes_every_format_character_as_its_utf8_bytes() -> None:
+    """The fast path looks for format characters in the event's JSON bytes: orjson must never
+    escape one (it escapes only quotes, backslashes and control characters)."""
+    for char in FORMAT_CHARS:
+        assert orjson.dumps(char) == b'"' + char.encode() + b'"', hex(ord(char))
+
+
+def test_the_byte_finder_finds_each_format_character_and_nothing_next_to_it() -> None:
+    """Each format character is found in UTF-8 bytes; its neighbours in the code space are not
+    (unless they are format characters too), between ASCII and accented letters alike."""
+    finder = _format_bytes()
+    neighbours = {chr(ord(c) + step) for c in FORMAT_CHARS for step in (-1, 1)}
+    for char in {*FORMAT_CHARS, *neighbours}:
+        if 0xD800 <= ord(char) < 0xE000:  # surrogates: no UTF-8 form
+            continue
+        expected = unicodedata.category(char) == "Cf"
+        for text in (f"a{char}b", f"é{char}", f"{char}Ольга"):
+            assert finder.found_in(text.encode()) is expected, hex(ord(char))
+
+
+@given(st.text())
+def test_the_byte_finder_agrees_with_the_category(text: str) -> None:
+    """For any text, a format character is found in its JSON exactly when it holds one."""
+    expected = any(unicodedata.category(c) == "Cf" for c in text)
+    assert _format_bytes().found_in(orjson.dumps(text)) is expected
+
+
+def test_a_non_ascii_event_without_format_characters_is_returned_as_is() -> None:
+    """Accented names and other scripts are not format characters: no copy, no walk; one
+    format character among them is removed and nothing else changes."""
+    raw = with_user_data(fn=["Zoë"], ln=["Ольга"], ct=["São Paulo"])
+    raw["custom_data"] = custom_data(content_name="Crème brûlée", currency="EUR")
+    assert without_format_chars(raw) is raw
+    raw["user_data"]["ln"] = ["Оль\u200bга"]  # noqa: RUF001
+    cleaned = without_format_chars(raw)
+    assert cleaned["user_data"]["ln"] == ["Ольга"]
+    assert cleaned["user_data"]["fn"] == ["Zoë"]
+    assert cleaned["custom_data"] == raw["custom_data"]

@@ -387,7 +387,9 @@ def test_phone_regions_and_international_forms(raw: str, region: str, expected: 
     assert normalize_phone(raw, region) == expected
 
 
-@pytest.mark.parametrize("region", ["US", "GB", "DE", "FR", "IN", "CA", "IT", "JP", "AU", "BR"])
+@pytest.mark.parametrize(
+    "region", ["US", "GB", "DE", "FR", "IN", "CA", "IT", "JP", "AU", "BR", "AR", "MX"]
+)
 def test_phone_fast_path_agrees_with_the_library(region: str) -> None:
     """For each region's example numbers in every format, the fast path equals full parsing."""
     for number_type in range(12):

@@ -168,7 +168,9 @@ def _country_code_prefixes(region: str) -> list[str]:
 
 @settings(max_examples=400, deadline=None)
 @given(
-    region=st.sampled_from(["US", "GB", "DE", "FR", "IN", "CA", "IT", "JP", "AU", "MX", "BR"]),
+    region=st.sampled_from(
+        ["US", "GB", "DE", "FR", "IN", "CA", "IT", "JP", "AU", "MX", "BR", "AR"]
+    ),
     digits=st.text("0123456789", min_size=1, max_size=14),
     data=st.data(),
 )
