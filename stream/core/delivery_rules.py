@@ -86,15 +86,34 @@ class DeliveryRules:
         now: float,
     ) -> Admitted | Failure:
         """Admit the event, or say which rule (the module's table) keeps it from Meta."""
+        verdict = self.admit(
+            pixel_id, event_id, event_name, event_time, action_source, test_event_code,
+            event_bytes, now,
+        )  # fmt: skip
+        return verdict if isinstance(verdict, Failure) else Admitted(*verdict)
+
+    def admit(  # noqa: PLR0917 - positional: the hot path of the stage, once per event
+        self,
+        pixel_id: str,
+        event_id: str,
+        event_name: str,
+        event_time: float,
+        action_source: str | None,
+        test_event_code: str | None,
+        event_bytes: int,
+        now: float,
+    ) -> tuple[str | None, float] | Failure:
+        """:meth:`check` for the stage's hot path: positional, and a plain tuple (test code,
+        expiry) when admitted (no object made per event that passes)."""
         code = test_event_code or self.default_test_event_code
         if code and self.production:
             why = "test_event_code is set and the deliverer runs in production mode"
             return Failure("test_event_in_production", why, None, pixel_id, event_id, event_name)
-        expiry = expires_at(event_time, action_source)
+        expiry = float(event_time) + max_age_s(action_source) - EXPIRY_MARGIN_S
         if expiry <= now:
             why = f"event_time is past Meta's {max_age_s(action_source) // 86_400}-day limit"
             return Failure("expired", why, None, pixel_id, event_id, event_name)
-        if not fits(event_bytes, self.max_bytes):
+        if event_bytes + DATA_ARRAY_OVERHEAD > self.max_bytes:
             why = f"{event_bytes} bytes exceed max_bytes"
             return Failure("event_too_large", why, None, pixel_id, event_id, event_name)
-        return Admitted(code, expiry)
+        return code, expiry

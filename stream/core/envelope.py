@@ -26,12 +26,14 @@ still read right. :class:`EnrichedCodec` reads both and answers version 2's shap
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from fastavro import schemaless_reader
 
-from stream.core.codec import AvroCodec, SchemaResolver, WireFormat
+from stream.core.codec import AvroCodec, SchemaResolver, WireFormat, parse
 from stream.core.errors import DecodeError
 from stream.core.normalize.model import WireEvent
 from stream.core.wire import to_wire
@@ -157,12 +159,23 @@ class EnrichedCodec(AvroCodec):
         self.previous = AvroCodec(
             _plain_times(previous), wire_format=wire_format, resolver=resolver
         )
+        # the deliver stage decodes every record: a schemaless version-2 body (the common case)
+        # is read straight, and anything unusual takes the general path, which explains it
+        self._direct = parse(_plain_times(schema)) if wire_format == "schemaless" else None
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode a version-2 or version-1 value into version 2's shape (or raise DecodeError).
 
         ``normalized_at`` comes back as Unix milliseconds (an int), not a datetime.
         """
+        if self._direct is not None and data[:1] == MARKER:
+            stream = io.BytesIO(data)
+            try:
+                record = schemaless_reader(stream, self._direct, None)
+            except Exception:  # noqa: BLE001 - the general path below raises the DecodeError
+                record = None
+            if stream.tell() == len(data) and isinstance(record, dict):
+                return record
         if is_version_1(data, self.wire_format):
             record = self.previous.decode(data)
             try:

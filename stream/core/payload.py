@@ -1,8 +1,8 @@
 """Request bodies for a batch: the events' JSON is spliced, never parsed and re-serialized.
 
-Each :class:`~stream.core.window.PendingEvent` already holds its event as one serialized JSON
-object, so the ``data`` array is ``b"[" + b",".join(events) + b"]"`` and only the few envelope
-strings go through orjson. Example, two events, one test code::
+Each pending event (:class:`~stream.core.window.Pending`) already holds its event as one
+serialized JSON object, so the ``data`` array is ``b"[" + b",".join(events) + b"]"`` and only
+the few envelope strings go through orjson. Example, two events, one test code::
 
     {"data":[{"event_name":"Purchase",...},{"event_name":"Lead",...}],"test_event_code":"TEST1"}
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import orjson
 
 from stream.core.capi import MAX_EVENTS_PER_REQUEST
-from stream.core.window import LaneKey, PendingEvent
+from stream.core.window import LaneKey, Pending
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
@@ -28,25 +28,26 @@ def appsecret_proof(access_token: str, app_secret: str) -> str:
     return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
 
 
-def data_array(lane: LaneKey, items: Sequence[PendingEvent]) -> bytes:
+def data_array(lane: LaneKey, items: Sequence[Pending]) -> bytes:
     """The ``data`` JSON array of ``items``, which must all belong to ``lane``.
 
     Its length is the ``size_bytes`` the batcher counted for the same items.
     """
     if not 1 <= len(items) <= MAX_EVENTS_PER_REQUEST:
         raise ValueError(f"a request carries 1..{MAX_EVENTS_PER_REQUEST} events, not {len(items)}")
-    for item in items:
-        if item.lane != lane:
+    jsons = [item.event_json for item in items]
+    for item, json in zip(items, jsons, strict=True):
+        if lane not in item.lanes:
             # Mixing lanes would post one pixel's events to another, or test events to production.
             raise ValueError(f"event {item.event_id} belongs to another lane")
-        if item.event_json[:1] != b"{" or item.event_json[-1:] != b"}":
+        if json[:1] != b"{" or json[-1:] != b"}":
             raise ValueError(f"event {item.event_id} is not a serialized JSON object")
-    return b"[" + b",".join(item.event_json for item in items) + b"]"
+    return b"[" + b",".join(jsons) + b"]"
 
 
 def graph_body(
     lane: LaneKey,
-    items: Sequence[PendingEvent],
+    items: Sequence[Pending],
     *,
     access_token: str | None = None,
     app_secret: str | None = None,
@@ -78,7 +79,7 @@ def graph_body(
 
 
 def gateway_body(
-    lane: LaneKey, items: Sequence[PendingEvent], *, access_key: str | None = None
+    lane: LaneKey, items: Sequence[Pending], *, access_key: str | None = None
 ) -> bytes:
     """The JSON body for a CAPI Gateway's ``POST /capi/{pixel_id}/events`` (docs/capi.md §6.4).
 

@@ -17,8 +17,9 @@ Worked example, one partition, poll batches [5, 6, 7] and [9, 10]::
     settle e7, e9         runs [10: e10]                      next_offset 10
     settle e10            runs []                             next_offset 11
 
-Each event holds its run and its partition, so settling is O(1) and needs no lookup; the head
-of a run advances past settled events, each passed once (O(1) amortized).
+Each event holds its run, and the run its partition, so settling is O(1) and needs no lookup;
+the head of a run advances past settled events, each passed once (O(1) amortized). What all
+events of a run share (partition, poll batch, arrival time) is kept once, on the run.
 
 Assignment: a partition assigned again after a revoke gets a fresh state object. An event
 read before the revoke still points at the old one, so :meth:`Settlement.current` is False
@@ -28,43 +29,75 @@ This is the one "is this still the current assignment?" check of the stage.
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
 
 from stream.core.errors import OffsetStateError
+from stream.core.polled import Polled
 from stream.core.records import Record, TopicPartition
 
 
 class Unsettled:
-    """One event read from Kafka and not yet settled: the stage's state for it.
+    """One event read from Kafka and not yet settled: the stage's state for it, and what the
+    windows and requests need of it (it is the stage's pending event, in every lane it goes to).
+
+    One is made per record, so it holds only what differs per event; the partition and the
+    arrival time are its run's, and its :attr:`record` is made on demand (a dead letter) from
+    its source (:class:`~stream.core.polled.Polled`).
 
     ``destinations`` counts the destinations still owed an answer; ``attempts`` the failed
     requests that carried it and ``first_failure_ms`` when the first one failed, for its dead
-    letter. ``lanes`` name where it goes (for the status), ``arrived_at`` when it was read.
+    letter. ``lanes`` name where it goes; ``event_json`` (spliced into requests as is),
+    ``event_id``, ``event_name`` and ``expires_at`` are set when the rules admitted it.
     """
 
     __slots__ = (
-        "arrived_at", "attempts", "destinations", "event_time", "first_failure_ms", "index",
-        "lanes", "part", "pixel_id", "record", "run",
+        "attempts", "destinations", "event_id", "event_json", "event_name", "event_time",
+        "expires_at", "first_failure_ms", "index", "lanes", "pixel_id", "run", "source",
+        "timestamp_ms",
     )  # fmt: skip
 
-    def __init__(self, record: Record, part: _Partition, run: _Run, index: int, now: float) -> None:
-        self.record = record
-        self.part = part
+    def __init__(self, run: _Run, index: int, source: object, timestamp_ms: int | None) -> None:
         self.run = run
-        self.index = index
-        self.arrived_at = now
+        self.index = index  # in its run
+        self.source = source  # the consumer's message: its record, made on demand
+        self.timestamp_ms = timestamp_ms
         self.destinations = 0
         self.attempts = 0
         self.first_failure_ms: int | None = None
         self.pixel_id: str | None = None
         self.event_time: float | None = None
         self.lanes: tuple[Hashable, ...] = ()
+        self.event_json = b""
+        self.event_id = ""
+        self.event_name = ""
+        self.expires_at = math.inf
 
     @property
     def tp(self) -> TopicPartition:
         """The event's partition (the one object the settlement keys it by)."""
-        return self.part.tp
+        return self.run.part.tp
+
+    @property
+    def offset(self) -> int:
+        """The event's offset."""
+        return self.run.first + self.index
+
+    @property
+    def entry(self) -> Unsettled:
+        """Itself: a pending event made outside the stage points at its entry instead."""
+        return self
+
+    @property
+    def arrived_at(self) -> float:
+        """When its poll batch was tracked."""
+        return self.run.arrived_at
+
+    @property
+    def record(self) -> Record:
+        """The record as read (made now from its source: for dead letters)."""
+        return self.run.record_of(self.source)
 
     def failed(self, now_ms: int) -> None:
         """A request that carried this event failed (or was rejected) at ``now_ms``."""
@@ -76,13 +109,15 @@ class Unsettled:
 class _Run:
     """Consecutive offsets of one partition from one poll batch; private to the settlement."""
 
-    __slots__ = ("events", "first", "head", "left")
+    __slots__ = ("arrived_at", "events", "first", "head", "part", "record_of")
 
-    def __init__(self, first: int) -> None:
+    def __init__(self, part: _Partition, polled: Polled, first: int, now: float) -> None:
+        self.part = part
+        self.record_of = polled.record_of  # not the batch: see Polled
+        self.arrived_at = now
         self.first = first  # the offset of events[0]
         self.events: list[Unsettled | None] = []
         self.head = 0  # events before it are settled
-        self.left = 0  # unsettled events in the run
 
     @property
     def end(self) -> int:
@@ -163,41 +198,54 @@ class Settlement:
     @staticmethod
     def current(event: Unsettled) -> bool:
         """Whether ``event`` is still owed: unsettled, and its partition's assignment is current."""
-        return event.part.live and event.run.events[event.index] is event
+        run = event.run
+        return run.part.live and run.events[event.index] is event
 
     # -- events ------------------------------------------------------------------------------
 
-    def track(self, records: Sequence[Record], now: float) -> list[Unsettled | None]:
-        """Record one poll batch; per record its event, or None when its partition is not owned.
+    def track(
+        self, polled: Polled, now: float, skip: Collection[TopicPartition] = ()
+    ) -> list[Unsettled | None]:
+        """Record one poll batch; per record its event, or None when its partition is not owned
+        (or is in ``skip``: being revoked).
 
         Offsets must increase per partition across calls (as a consumer hands them out).
         """
         out: list[Unsettled | None] = []
         # keyed by (topic, partition) tuples: hashed in C, no TopicPartition made per record
         batch_runs: dict[tuple[str, int], _Run] = {}
+        made: list[_Run] = []  # every run this batch started (a gap starts another)
         parts = self._by_key
-        for record in records:
-            key = (record.topic, record.partition)
-            part = parts.get(key)
-            if part is None:
-                out.append(None)  # fetched just before a revoke: the new owner reads it again
-                continue
-            offset = record.offset
-            run = batch_runs.get(key)
+        append, tracked = out.append, 0
+        run: _Run | None = None
+        key: tuple[str, int] | None = None
+        sources, stamps = polled.sources, polled.timestamps_ms
+        for pos, (topic, partition, offset) in enumerate(
+            zip(polled.topics, polled.partitions, polled.offsets, strict=True)
+        ):
+            if key is None or key[0] != topic or key[1] != partition:
+                key = (topic, partition)
+                run = batch_runs.get(key)
             if run is None or run.first + len(run.events) != offset:
+                part = parts.get(key)
+                if part is None or (skip and part.tp in skip):
+                    append(None)  # fetched just before a revoke: the new owner reads it again
+                    continue
                 last = part.runs[-1].end - 1 if part.runs else (part.next_offset or 0) - 1
                 if offset <= last or offset < 0:
-                    raise OffsetStateError(f"{key[0]}[{key[1]}]: offset {offset} after {last}")
-                run = batch_runs[key] = _Run(offset)
+                    raise OffsetStateError(f"{topic}[{partition}]: offset {offset} after {last}")
+                run = batch_runs[key] = _Run(part, polled, offset, now)
                 part.runs.append(run)
-            event = Unsettled(record, part, run, len(run.events), now)
-            run.events.append(event)
-            run.left += 1
-            part.pending += 1
-            out.append(event)
-        for key, run in batch_runs.items():
-            parts[key].read_end = run.end
-        self._pending += len(out) - out.count(None)
+                made.append(run)
+            events = run.events
+            event = Unsettled(run, len(events), sources[pos], stamps[pos])
+            events.append(event)
+            append(event)
+            tracked += 1
+        for run in made:
+            run.part.pending += len(run.events)
+            run.part.read_end = run.end
+        self._pending += tracked
         return out
 
     def settle(self, event: Unsettled) -> bool:
@@ -205,11 +253,11 @@ class Settlement:
 
         Returns False (and does nothing) when it is not :meth:`current`.
         """
-        if not self.current(event):
-            return False
-        run, part = event.run, event.part
+        run = event.run
+        part = run.part
+        if not part.live or run.events[event.index] is not event:
+            return False  # not current
         run.events[event.index] = None
-        run.left -= 1
         part.pending -= 1
         self._pending -= 1
         if run is part.runs[0]:
@@ -218,8 +266,9 @@ class Settlement:
 
     def settle_destination(self, event: Unsettled) -> bool:
         """One destination accepted ``event``; True when that settled it (its last destination)."""
-        if not self.current(event):
-            return False
+        run = event.run
+        if not run.part.live or run.events[event.index] is not event:
+            return False  # not current
         event.destinations -= 1
         if event.destinations > 0:
             return False

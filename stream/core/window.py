@@ -21,8 +21,9 @@ Byte size is the size of the ``data`` JSON array as :mod:`stream.core.payload` s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from stream.core.capi import MAX_EVENTS_PER_REQUEST
 from stream.core.delivery_rules import DATA_ARRAY_OVERHEAD, fits
@@ -49,9 +50,36 @@ class LaneKey:
     test_event_code: str | None = None
 
 
+class Pending(Protocol):
+    """What a window holds of one event: the settlement's :class:`~stream.core.settlement.
+    Unsettled` in the stage (one object per event, in every lane it goes to), a
+    :class:`PendingEvent` outside it (tests, tools)."""
+
+    @property
+    def tp(self) -> TopicPartition: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def lanes(self) -> tuple[Hashable, ...]: ...
+    @property
+    def event_json(self) -> bytes: ...  # one serialized JSON object, spliced into the body as is
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_name(self) -> str: ...
+    @property
+    def expires_at(self) -> float: ...  # unix seconds after which Meta rejects it (and its request)
+    @property
+    def entry(self) -> Unsettled | None: ...  # the stage's settlement state of the event
+
+
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    """One enriched event waiting for delivery, with the offset it settles."""
+    """One enriched event waiting for delivery on one lane, outside the stage (tests, tools).
+
+    The stage does not make one per event: its windows hold its settlement's events, which
+    have the same shape (:class:`Pending`).
+    """
 
     tp: TopicPartition
     offset: int
@@ -63,13 +91,18 @@ class PendingEvent:
     #: the stage's settlement state of the event (None outside the stage: tests, tools)
     entry: Unsettled | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def lanes(self) -> tuple[Hashable, ...]:
+        """Its one lane."""
+        return (self.lane,)
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     """The events of one request, in arrival order."""
 
     lane: LaneKey
-    items: tuple[PendingEvent, ...]
+    items: tuple[Pending, ...]
     size_bytes: int  # of the spliced ``data`` array
     created_at: float  # when the window opened (its first event arrived)
 
@@ -85,19 +118,16 @@ class Batch:
 class _Window:
     """One lane's open window; mutable, private to the batcher."""
 
-    __slots__ = ("due_at", "expires_at", "items", "opened_at", "size_bytes")
+    __slots__ = ("deadline", "due_at", "expires_at", "items", "opened_at", "size_bytes")
 
     def __init__(self, opened_at: float, due_at: float) -> None:
-        self.items: list[PendingEvent] = []
+        self.items: list[Pending] = []
         self.size_bytes = _BRACKETS
         self.opened_at = opened_at
         self.due_at = due_at  # when linger ends for this window
         self.expires_at = math.inf
-
-    def append(self, item: PendingEvent) -> None:
-        self.size_bytes += len(item.event_json) + (_COMMA if self.items else 0)
-        self.items.append(item)
-        self.expires_at = min(self.expires_at, item.expires_at)
+        #: when it must be cut: linger's end, or its earliest expiry less the age guard
+        self.deadline = due_at
 
 
 class Batcher:
@@ -131,36 +161,49 @@ class Batcher:
         self._head_start = head_start
         self._windows: dict[LaneKey, _Window] = {}
 
-    def fits(self, item: PendingEvent) -> bool:
+    def fits(self, item: Pending) -> bool:
         """Whether ``item`` fits a request on its own; one that does not must be dead-lettered."""
         return fits(len(item.event_json), self._max_bytes)
 
-    def add(self, item: PendingEvent, now: float) -> list[Batch]:
-        """Add one event; return the batches of its lane that became ready (zero, one or two).
+    def add(self, item: Pending, now: float, lane: LaneKey | None = None) -> list[Batch]:
+        """Add one event to ``lane`` (by default its only lane); return the batches of the lane
+        that became ready (zero, one or two).
 
         Raises ValueError for an event that :meth:`fits` rejects: no batch could hold it.
         """
-        if not self.fits(item):
-            raise ValueError(f"event {item.event_id} of {len(item.event_json)} bytes fits no batch")
+        if lane is None:
+            (only,) = item.lanes
+            if not isinstance(only, LaneKey):
+                raise TypeError(f"not a lane: {only!r}")
+            lane = only
+        size = len(item.event_json)
+        if size + _BRACKETS > self._max_bytes:
+            raise ValueError(f"event {item.event_id} of {size} bytes fits no batch")
         ready: list[Batch] = []
-        window = self._windows.get(item.lane)
-        if window is not None and window.size_bytes + _COMMA + len(item.event_json) > (
-            self._max_bytes
-        ):
+        window = self._windows.get(lane)
+        if window is not None and window.size_bytes + _COMMA + size > self._max_bytes:
             # Cut before adding: the byte limit is never exceeded, not even by one event.
-            ready.append(self._cut(item.lane))
+            ready.append(self._cut(lane))
             window = None
         if window is None:
             due_at = now + max(0.0, self._linger_s - self._head_start())
-            window = self._windows[item.lane] = _Window(now, due_at)
-        window.append(item)
-        if len(window.items) >= self._max_events or self._deadline(window) <= now:
-            ready.append(self._cut(item.lane))
+            window = self._windows[lane] = _Window(now, due_at)
+            window.size_bytes += size
+        else:
+            window.size_bytes += size + _COMMA
+        items = window.items
+        items.append(item)
+        expires_at = item.expires_at
+        if expires_at < window.expires_at:
+            window.expires_at = expires_at
+            window.deadline = min(window.deadline, expires_at - self._age_guard_s)
+        if len(items) >= self._max_events or window.deadline <= now:
+            ready.append(self._cut(lane))
         return ready
 
     def due(self, now: float) -> list[Batch]:
         """Cut every window whose linger passed or whose oldest-expiring event is near its limit."""
-        lanes = [lane for lane, window in self._windows.items() if self._deadline(window) <= now]
+        lanes = [lane for lane, window in self._windows.items() if window.deadline <= now]
         return [self._cut(lane) for lane in lanes]
 
     def flush(self) -> list[Batch]:
@@ -169,16 +212,16 @@ class Batcher:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`due` could return something; None when nothing is pending."""
-        return min((self._deadline(w) for w in self._windows.values()), default=None)
+        return min((w.deadline for w in self._windows.values()), default=None)
 
-    def drop_partitions(self, tps: Iterable[TopicPartition]) -> list[PendingEvent]:
+    def drop_partitions(self, tps: Iterable[TopicPartition]) -> list[Pending]:
         """Remove and return the pending events of revoked partitions.
 
         A window that loses events keeps its opening time: flushing a little early is harmless,
         waiting longer than ``linger_s`` promised is not.
         """
         revoked = frozenset(tps)
-        dropped: list[PendingEvent] = []
+        dropped: list[Pending] = []
         for lane in list(self._windows):
             old = self._windows[lane]
             keep = [item for item in old.items if item.tp not in revoked]
@@ -189,16 +232,15 @@ class Batcher:
                 del self._windows[lane]
                 continue
             new = self._windows[lane] = _Window(old.opened_at, old.due_at)
-            for item in keep:
-                new.append(item)
+            new.size_bytes = _BRACKETS + sum(len(item.event_json) for item in keep) + len(keep) - 1
+            new.items = keep
+            new.expires_at = min(item.expires_at for item in keep)
+            new.deadline = min(new.due_at, new.expires_at - self._age_guard_s)
         return dropped
 
     def __len__(self) -> int:
         """Events waiting in open windows."""
         return sum(len(w.items) for w in self._windows.values())
-
-    def _deadline(self, window: _Window) -> float:
-        return min(window.due_at, window.expires_at - self._age_guard_s)
 
     def _cut(self, lane: LaneKey) -> Batch:
         window = self._windows.pop(lane)

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from stream.config import Settings
 from stream.core import payload
 from stream.core.errors import ConfigError
-from stream.core.window import LaneKey, PendingEvent
+from stream.core.window import LaneKey, Pending
 from stream.credentials import Credentials
 from stream.sinks.http import gateway_url, graph_url
 
@@ -117,7 +117,7 @@ class Destinations:
             return True
         return bool(self._filter(orjson.loads(event_json)))
 
-    def request(self, lane: LaneKey, items: Sequence[PendingEvent]) -> Request:
+    def request(self, lane: LaneKey, items: Sequence[Pending]) -> Request:
         """The POST for ``items``, all of ``lane``."""
         if lane.destination == "gateway":
             access = self._access_key.get_secret_value() if self._access_key else None

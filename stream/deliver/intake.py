@@ -9,26 +9,33 @@ as skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from typing import Any
 
 from stream.core.delivery_rules import DeliveryRules, Failure
 from stream.core.envelope import EnrichedCodec
 from stream.core.errors import DecodeError
-from stream.core.records import Record
+from stream.core.polled import Polled
+from stream.core.records import TopicPartition
 from stream.core.settlement import Settlement
-from stream.core.window import Batch, Batcher, PendingEvent
+from stream.core.window import Batch, Batcher
 from stream.deliver.destinations import Destinations
 from stream.deliver.outcomes import Settler
 from stream.deliver.stats import DelivererStats
 
-#: What the poll thread hands over per record: the record, and its decoded enriched record
-#: (the one ``Any`` of the stage: fastavro's dict) or why it could not be decoded.
-Prepared = tuple[Record, "dict[str, Any] | Failure"]
+#: What the poll thread hands over per poll batch: its records as columns, and per record its
+#: decoded enriched record (the one ``Any`` of the stage: fastavro's dict) or why it could not
+#: be decoded.
+Prepared = tuple[Polled, "list[dict[str, Any] | Failure]"]
 
 
 class Intake:
-    """Turns prepared records into pending events in the batcher (on the loop's thread)."""
+    """Turns prepared poll batches into pending events in the batcher (on the loop's thread).
+
+    The loop below runs once per event of the stage: it makes one object per event (the
+    settlement's, which is also what the windows hold) and nothing per event that passes the
+    rules.
+    """
 
     def __init__(
         self,
@@ -47,55 +54,66 @@ class Intake:
         self._settler = settler
         self._stats = stats
 
-    def ingest(self, items: Sequence[Prepared], now: float) -> list[Batch]:
-        """Track and route ``items``; the batches that became ready (full)."""
-        events = self._settlement.track([record for record, _ in items], now)
-        check, lanes_of, add = self._rules.check, self._destinations.lanes, self._batcher.add
+    def ingest(
+        self, prepared: Prepared, now: float, skip: Collection[TopicPartition] = ()
+    ) -> list[Batch]:
+        """Track and route one poll batch; the batches that became ready (full).
+
+        Records of the partitions in ``skip`` (being revoked) are left out: not tracked.
+        """
+        polled, decoded_all = prepared
+        events = self._settlement.track(polled, now, skip)
+        admit, lanes_of, add = self._rules.admit, self._destinations.lanes, self._batcher.add
         dead, settle, stats = self._settler.dead_entry, self._settlement.settle, self._stats
         ready: list[Batch] = []
-        for (record, decoded), entry in zip(items, events, strict=True):
+        consumed = 0
+        for entry, decoded in zip(events, decoded_all, strict=True):
             if entry is None:
                 continue  # fetched just before a revoke; the new owner reads it again
-            stats.consumed += 1
+            consumed += 1
             if isinstance(decoded, Failure):
                 dead(entry, decoded)
                 continue
-            pixel, event_id, event_name = (
-                decoded["pixel_id"], decoded["event_id"], decoded["event_name"]
-            )  # fmt: skip
+            pixel, event_time = decoded["pixel_id"], decoded["event_time"]
             event_json: bytes = decoded["event_json"]
-            entry.pixel_id, entry.event_time = pixel, decoded["event_time"]
-            verdict = check(
-                pixel_id=pixel, event_id=event_id, event_name=event_name,
-                event_time=decoded["event_time"], action_source=decoded["action_source"],
-                test_event_code=decoded["test_event_code"], event_bytes=len(event_json), now=now,
+            entry.pixel_id, entry.event_time = pixel, event_time
+            verdict = admit(
+                pixel, decoded["event_id"], decoded["event_name"], event_time,
+                decoded["action_source"], decoded["test_event_code"], len(event_json), now,
             )  # fmt: skip
             if isinstance(verdict, Failure):
                 dead(entry, verdict)
                 continue
-            lanes = lanes_of(pixel, verdict.test_event_code, event_json)
+            lanes = lanes_of(pixel, verdict[0], event_json)
             if not lanes:
                 stats.skipped += 1  # the gateway filter kept it from every destination
                 settle(entry)
                 continue
             entry.destinations = len(lanes)
             entry.lanes = lanes
-            tp, offset, expires_at = entry.tp, record.offset, verdict.expires_at
+            entry.event_json = event_json
+            entry.event_id = decoded["event_id"]
+            entry.event_name = decoded["event_name"]
+            entry.expires_at = verdict[1]
             for lane in lanes:
-                item = PendingEvent(
-                    tp, offset, lane, event_json, event_id, event_name, expires_at, entry
-                )
-                ready += add(item, now)
+                ready += add(entry, now, lane)
+        stats.consumed += consumed
         return ready
 
 
-def preparer(codec: EnrichedCodec) -> Callable[[Record], Prepared]:
-    """What the poll thread does per record: decode it (there, off the loop), or say why not."""
+def preparer(codec: EnrichedCodec) -> Callable[[Polled], Prepared]:
+    """What the poll thread does per batch: decode each record (there, off the loop), or say
+    why it could not."""
+    decode = codec.decode
 
-    def prepare(record: Record) -> Prepared:
-        try:
-            return record, codec.decode(record.value or b"")
-        except DecodeError as exc:
-            return record, Failure(f"decode_{exc.reason}", exc.detail)
+    def prepare(polled: Polled) -> Prepared:
+        decoded: list[dict[str, Any] | Failure] = []
+        append = decoded.append
+        for value in polled.values:
+            try:
+                append(decode(value or b""))
+            except DecodeError as exc:
+                append(Failure(f"decode_{exc.reason}", exc.detail))
+        return polled, decoded
 
     return prepare

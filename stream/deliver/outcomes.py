@@ -21,13 +21,13 @@ from stream.core.graph_response import Accepted
 from stream.core.records import TopicPartition
 from stream.core.sensors import NullSensor, Sensor
 from stream.core.settlement import Settlement, Unsettled
-from stream.core.window import LaneKey, PendingEvent
+from stream.core.window import LaneKey, Pending
 from stream.deliver.stats import DelivererStats
 from stream.logs import get_logger
 
 log = get_logger("capi_stream.deliverer")
 
-Items = tuple[PendingEvent, ...]
+Items = tuple[Pending, ...]
 #: Queue one record: topic, key, value, headers (the producer's delivery is checked at commit).
 Produce = Callable[[str, bytes | None, bytes, Sequence[tuple[str, bytes]]], None]
 
@@ -72,7 +72,7 @@ class Settler:
                 continue
             if item.expires_at <= now:
                 why = "event reached Meta's age limit while retrying"
-                self.dead(item, Failure("expired", why, None, item.lane.pixel_id, item.event_id,
+                self.dead(item, Failure("expired", why, None, entry.pixel_id, item.event_id,
                                         item.event_name))  # fmt: skip
                 continue
             live.append(item)
@@ -94,9 +94,9 @@ class Settler:
             entry = item.entry
             if entry is not None and settle(entry):
                 stats.delivered += 1
-                if entry.record.timestamp_ms:
+                if stamp := entry.timestamp_ms:
                     # from the enriched record's produce time to Meta's answer
-                    latencies.append(now - entry.record.timestamp_ms / 1000)
+                    latencies.append(now - stamp / 1000)
         self._on_settled()
         self._sensor.count("events_posted", len(items), pixel=lane.pixel_id)
         self._sensor.count("events_received", answer.events_received or 0, pixel=lane.pixel_id)
@@ -113,7 +113,7 @@ class Settler:
             key = f"{lane.pixel_id}/{sorted(offsets.items())[0]}".encode()
             self._produce(self._ledger_topic, key, orjson.dumps(delivery), ())
 
-    def dead(self, item: PendingEvent, failure: Failure) -> None:
+    def dead(self, item: Pending, failure: Failure) -> None:
         """Dead-letter one event the sender gave up on (all its destinations settle)."""
         if item.entry is not None:
             self.dead_entry(item.entry, failure)

@@ -43,7 +43,7 @@ from stream.core.graph_response import (
 from stream.core.isolate import Isolation, Probe, Step
 from stream.core.retry import RetryPolicy
 from stream.core.sensors import NullSensor, Sensor
-from stream.core.window import Batch, LaneKey, PendingEvent
+from stream.core.window import Batch, LaneKey, Pending
 from stream.deliver.destinations import Request
 from stream.deliver.lanes import Lane
 from stream.deliver.stats import DelivererStats
@@ -55,7 +55,7 @@ log = get_logger("capi_stream.deliverer")
 #: How often a halted lane's prober tries again (doubling up to the retry maximum).
 HALT_PROBE_BASE_S: Final = 2.0
 
-Items = tuple[PendingEvent, ...]
+Items = tuple[Pending, ...]
 Post = Callable[[str, bytes], Awaitable[HttpAnswer]]
 
 
@@ -71,7 +71,7 @@ class Outcomes(Protocol):
     def accepted(self, lane: LaneKey, items: Items, answer: Accepted, attempts: int) -> None:
         """Meta accepted ``items`` in full after ``attempts`` requests."""
 
-    def dead(self, item: PendingEvent, failure: Failure) -> None:
+    def dead(self, item: Pending, failure: Failure) -> None:
         """Dead-letter ``item``."""
 
 
@@ -91,7 +91,7 @@ class Sender:
     def __init__(
         self,
         post: Post,
-        request: Callable[[LaneKey, Sequence[PendingEvent]], Request],
+        request: Callable[[LaneKey, Sequence[Pending]], Request],
         outcomes: Outcomes,
         limits: SendLimits,
         *,
@@ -249,13 +249,13 @@ class Sender:
 
     async def _isolate(self, key: LaneKey, items: Items, first: Invalid) -> None:
         """Dead-letter only the events Meta rejects; deliver the rest (docs/capi.md §5.4)."""
-        iso: Isolation[PendingEvent] = Isolation(items)
+        iso: Isolation[Pending] = Isolation(items)
 
-        async def probe(p: Probe[PendingEvent]) -> None:
+        async def probe(p: Probe[Pending]) -> None:
             verdict = await self._until_verdict(key, p.items)
             await run(iso.on_result(p, verdict if isinstance(verdict, Invalid) else None))
 
-        async def run(step: Step[PendingEvent]) -> None:
+        async def run(step: Step[Pending]) -> None:
             for dead in step.dead:
                 item, error = dead.item, dead.error
                 self._outcomes.dead(item, Failure(

@@ -270,15 +270,14 @@ class Deliverer(Lifecycle):
 
     # -- ingest and dispatch (on the loop) ---------------------------------------------------
 
-    def _ingest(self, items: list[Prepared]) -> None:
+    def _ingest(self, prepared: Prepared) -> None:
         """A poll batch from the bridge: track, route, dispatch what is full."""
         assert self._bridge is not None
         self._bridge.taken()
         now = self._last_record_at = self.clock()
-        if self._revoking:
-            items = [item for item in items if item[0].tp not in self._revoking]
-        self._dispatch(self._intake.ingest(items, now))
-        self.sensor.count("consumed", len(items), stage="deliver")
+        consumed = self.stats.consumed
+        self._dispatch(self._intake.ingest(prepared, now, self._revoking))
+        self.sensor.count("consumed", self.stats.consumed - consumed, stage="deliver")
         self.sensor.gauge("pending", self._settlement.pending_count())
         self._checkpoint.backpressure()
         self.stats.max_pending = self._checkpoint.max_pending

@@ -34,7 +34,8 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Final, Generic, TypeVar
 
 from stream.core.errors import KafkaError
-from stream.core.records import Record, TopicPartition
+from stream.core.polled import Polled
+from stream.core.records import TopicPartition
 from stream.kafka.consumer import StageConsumer
 from stream.logs import get_logger
 from stream.watchdog import Arm, no_deadline
@@ -57,9 +58,10 @@ Job = tuple[Callable[[], object], "concurrent.futures.Future[object]"]
 class PollBridge(Generic[T]):
     """Runs the poll thread; hands each prepared batch to ``deliver`` on the loop.
 
-    ``prepare`` turns a record into what the loop needs (it runs on the poll thread: decode
-    there). ``on_assign`` returns True when the new partitions must start paused;
-    ``on_revoke`` returns the ``next_offset`` per revoked partition to commit before they go.
+    ``prepare`` turns a poll batch (its records as columns, :class:`~stream.core.polled.Polled`)
+    into what the loop needs; it runs on the poll thread: decode there. ``on_assign`` returns
+    True when the new partitions must start paused; ``on_revoke`` returns the ``next_offset``
+    per revoked partition to commit before they go.
     """
 
     def __init__(
@@ -67,8 +69,8 @@ class PollBridge(Generic[T]):
         consumer: StageConsumer,
         topics: list[str],
         *,
-        prepare: Callable[[Record], T],
-        deliver: Callable[[list[T]], None],
+        prepare: Callable[[Polled], T],
+        deliver: Callable[[T], None],
         on_assign: Callable[[list[TopicPartition]], Awaitable[bool]],
         on_revoke: Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]],
         on_error: Callable[[BaseException], None],
@@ -186,12 +188,12 @@ class PollBridge(Generic[T]):
         while not self._stop.is_set():
             self.polled_at = time.monotonic()
             self._run_jobs()
-            records = consumer.poll(self._max_records, 0.05)
-            if records:
-                items = [prepare(r) for r in records]
+            polled = consumer.poll_batch(self._max_records, 0.05)
+            if polled is not None:
+                prepared = prepare(polled)
                 if not self._hand_off():
                     return
-                self._to_loop(self._deliver, items)
+                self._to_loop(self._deliver, prepared)
 
     def _hand_off(self) -> bool:
         """Wait for a hand-off slot, serving jobs meanwhile (rule 2); False when stopping."""

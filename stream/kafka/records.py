@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
+from stream.core.polled import Polled
 from stream.core.records import Headers, Record
 
 
@@ -27,3 +28,27 @@ def to_record(msg: Message) -> Record:
         headers=headers,
         timestamp_ms=None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
     )
+
+
+def to_polled(messages: list[Message]) -> Polled:
+    """The columns of consumed messages (none carrying an error), one comprehension per field.
+
+    The full :class:`Record` of a message is made only when asked for (a dead letter); each
+    pending event keeps its own message for that until it settles.
+    """
+    stamps = [msg.timestamp() for msg in messages]
+    return Polled(
+        topics=[msg.topic() or "" for msg in messages],
+        partitions=[msg.partition() or 0 for msg in messages],
+        offsets=[msg.offset() or 0 for msg in messages],
+        values=[msg.value() for msg in messages],
+        timestamps_ms=[None if kind == TIMESTAMP_NOT_AVAILABLE else ts for kind, ts in stamps],
+        sources=messages,
+        record_of=_record_of,
+    )
+
+
+def _record_of(source: object) -> Record:
+    if not isinstance(source, Message):
+        raise TypeError(f"not a consumed message: {type(source).__name__}")
+    return to_record(source)

@@ -54,3 +54,32 @@ def test_an_event_that_fits_no_request_is_refused(size: int, ok: bool) -> None:
     assert isinstance(verdict, Admitted) is ok
     if not ok:
         assert verdict.reason == "event_too_large"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("rules", "over"),
+    [
+        (DeliveryRules(), {}),
+        (DeliveryRules(default_test_event_code="T1"), {}),
+        (DeliveryRules(production=True), {"test_event_code": "T2"}),
+        (DeliveryRules(), {"event_time": NOW - 8 * 86_400}),
+        (DeliveryRules(max_bytes=100), {"event_bytes": 99}),
+    ],
+)
+def test_admit_is_check_without_an_object_per_admitted_event(
+    rules: DeliveryRules, over: dict[str, object]
+) -> None:
+    """The stage's positional hot path gives the same verdicts: a plain (code, expiry) tuple
+    for an admitted event, the same Failure for a refused one."""
+    verdict = check(rules, **over)
+    fields: dict[str, object] = {
+        "pixel_id": "1", "event_id": "e", "event_name": "Purchase", "event_time": NOW - 60,
+        "action_source": "website", "test_event_code": None, "event_bytes": 500, "now": NOW,
+    }  # fmt: skip
+    fields.update(over)
+    fast = rules.admit(*fields.values())  # type: ignore[arg-type]
+    if isinstance(verdict, Failure):
+        assert fast == verdict
+    else:
+        assert type(fast) is tuple
+        assert fast == (verdict.test_event_code, verdict.expires_at)

@@ -165,3 +165,19 @@ def test_event_json_is_exact_size_compact_json() -> None:
     data = event_json(normalized(full_raw_event()).event)
     assert type(data) is bytes
     assert data == orjson.dumps(orjson.loads(data))
+
+
+@pytest.mark.parametrize("cut", ["truncated", "trailing"])
+def test_a_damaged_version_2_body_reads_as_the_general_decoder_says(cut: str) -> None:
+    """The direct read of schemaless version-2 bodies changes no verdict: a body cut short or
+    followed by extra bytes raises the same DecodeError (reason and message) as the general
+    path, and a whole body decodes to the same record."""
+    _, writer, reader = codecs("schemaless")
+    whole = writer.encode(v2_record(normalized(EVENTS["full"])))
+    damaged = whole[:-3] if cut == "truncated" else whole + b"\x00\x00"
+    with pytest.raises(DecodeError) as direct:
+        reader.decode(damaged)
+    with pytest.raises(DecodeError) as slow:
+        reader._current.decode(damaged)
+    assert (direct.value.reason, str(direct.value)) == (slow.value.reason, str(slow.value))
+    assert reader.decode(whole) == reader._current.decode(whole)

@@ -9,6 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from stream.core.errors import OffsetStateError
 from stream.core.offsets import OffsetTracker
+from stream.core.polled import Polled
 from stream.core.records import Record, TopicPartition
 from stream.core.settlement import Settlement, Unsettled
 
@@ -25,7 +26,7 @@ def tracked(*batches: list[int]) -> tuple[Settlement, dict[int, Unsettled]]:
     s.assign([TP])
     events: dict[int, Unsettled] = {}
     for batch in batches:
-        for event in s.track([rec(o) for o in batch], now=0.0):
+        for event in s.track(Polled.of([rec(o) for o in batch]), now=0.0):
             assert event is not None
             events[event.record.offset] = event
     return s, events
@@ -64,7 +65,7 @@ def test_a_late_completion_after_a_revoke_is_ignored() -> None:
     s.assign([TP])
     assert not s.current(e[0])
     assert not s.settle(e[0])
-    (again,) = s.track([rec(0)], now=1.0)
+    (again,) = s.track(Polled.of([rec(0)]), now=1.0)
     assert again is not None
     assert s.current(again)
     assert s.pending_count() == 1
@@ -82,7 +83,7 @@ def test_revoke_returns_the_uncommitted_watermark() -> None:
 def test_records_of_partitions_not_owned_are_not_tracked() -> None:
     """A record fetched just before its partition was revoked gets no event."""
     s, _ = tracked()
-    assert s.track([rec(0, TP1)], now=0.0) == [None]
+    assert s.track(Polled.of([rec(0, TP1)]), now=0.0) == [None]
     assert s.pending_count() == 0
 
 
@@ -90,7 +91,7 @@ def test_impossible_states_raise() -> None:
     """Offsets going backwards, and a commit past the watermark, are bugs."""
     s, e = tracked([3, 4])
     with pytest.raises(OffsetStateError):
-        s.track([rec(4)], now=0.0)
+        s.track(Polled.of([rec(4)]), now=0.0)
     with pytest.raises(OffsetStateError):
         s.mark_committed({TP: 1})
     s.settle(e[3])
@@ -109,7 +110,7 @@ def test_a_commit_confirmed_after_a_revoke_and_reassign_is_ignored() -> None:
     assert offsets == {TP: 2}
     s.revoke([TP])
     s.assign([TP])
-    (fresh,) = s.track([rec(2)], now=1.0)
+    (fresh,) = s.track(Polled.of([rec(2)]), now=1.0)
     assert fresh is not None
     s.mark_committed(offsets, generation=generation)
     assert s.committed(TP) is None
@@ -136,7 +137,7 @@ class SettlementMachine(RuleBasedStateMachine):
         for tp, gap in sizes:
             self.next[tp] += gap  # gap 1: consecutive, more: a marker or compaction in between
             records.append(rec(self.next[tp] - 1, tp))
-        for event in self.s.track(records, now=0.0):
+        for event in self.s.track(Polled.of(records), now=0.0):
             assert event is not None
             self.model.track(event.record.tp, event.record.offset)
             self.owed.append(event)
@@ -185,3 +186,53 @@ SettlementMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None
 )
 TestSettlementMachine = SettlementMachine.TestCase
+
+
+def test_a_tracked_event_is_its_own_pending_event() -> None:
+    """The stage's windows hold the settlement's events: each knows its partition, offset and
+    entry, shares its arrival time with its poll batch, and makes its record only on demand."""
+    s = Settlement()
+    s.assign([TP, TP1])
+    records = [
+        Record(TP.topic, 0, 7, b"k7", b"v7", (("h", b"1"),), 1_000),
+        Record(TP1.topic, 1, 3, None, b"v3", (), None),
+        Record(TP.topic, 0, 8, b"k8", b"v8", (), 2_000),
+    ]
+    e7, e3, e8 = s.track(Polled.of(records), now=42.0)
+    assert e7 is not None
+    assert e3 is not None
+    assert e8 is not None
+    assert (e7.tp, e7.offset, e7.timestamp_ms) == (TP, 7, 1_000)
+    assert (e3.tp, e3.offset, e3.timestamp_ms) == (TP1, 3, None)
+    assert e8.offset == 8
+    assert e8.entry is e8
+    assert e7.arrived_at == e3.arrived_at == 42.0
+    assert e7.record == records[0]
+    assert e3.record == records[1]
+    assert s.pending_count(TP) == 2
+    assert s.pending_count(TP1) == 1
+    assert s.read_end(TP) == 9
+    assert s.read_end(TP1) == 4
+
+
+def test_records_of_skipped_partitions_are_not_tracked() -> None:
+    """A partition being revoked is left out of a poll batch; the others are tracked."""
+    s = Settlement()
+    s.assign([TP, TP1])
+    events = s.track(Polled.of([rec(0, TP), rec(0, TP1), rec(1, TP)]), now=0.0, skip={TP1})
+    assert [e is not None for e in events] == [True, False, True]
+    assert s.pending_count() == 2
+    assert s.read_end(TP1) is None
+
+
+def test_a_gap_inside_one_poll_batch_starts_a_run_that_still_counts() -> None:
+    """Offsets 0, 1, 5 of one partition in one batch: two runs, three pending, and the
+    watermark passes the gap once both runs are settled."""
+    s, e = tracked([0, 1, 5])
+    assert s.pending_count() == 3
+    s.settle(e[5])
+    s.settle(e[0])
+    assert s.committable() == {TP: 1}
+    s.settle(e[1])
+    assert s.committable() == {TP: 6}
+    assert s.pending_count() == 0

@@ -251,7 +251,7 @@ def test_every_event_leaves_in_exactly_one_batch_within_the_limits(
         assert 1 <= len(batch) <= max_events
         assert batch.size_bytes <= max_bytes
         assert batch.size_bytes == len(data_array(batch.lane, batch.items))
-        assert all(item.lane == batch.lane for item in batch.items)
+        assert all(item.lanes == (batch.lane,) for item in batch.items)
     for lane in (LANE, TEST_LANE):
         sent = [i.offset for b in batches if b.lane == lane for i in b.items]
         assert sent == [o for o, op in enumerate(ops) if op[0] == lane]
@@ -279,3 +279,24 @@ def test_a_head_start_never_makes_a_window_due_before_it_opens() -> None:
     batcher = Batcher(linger_s=0.05, head_start=lambda: 1.0)
     (batch,) = batcher.add(event(0), 10.0)
     assert batch.created_at == 10.0
+
+
+def test_one_event_goes_into_the_window_of_each_lane_it_is_added_to() -> None:
+    """The stage adds its one object per event to each of its lanes' windows; without a lane,
+    an event of several lanes is refused (which window it belongs to is the caller's say)."""
+    graph, gateway = LaneKey("graph", "1"), LaneKey("gateway", "1")
+    both = PendingEvent(TP, 0, graph, b'{"i":0}', "id-0", "Purchase", FAR)
+    batcher = Batcher(max_events=1, linger_s=60)
+    (first,) = batcher.add(both, 0.0, graph)
+    (second,) = batcher.add(both, 0.0, gateway)
+    assert (first.lane, second.lane) == (graph, gateway)
+    assert first.items[0] is second.items[0] is both
+
+    class TwoLanes:
+        tp, offset, event_json, event_id, event_name, expires_at, entry = (
+            TP, 1, b"{}", "id-1", "Purchase", FAR, None
+        )  # fmt: skip
+        lanes = (graph, gateway)
+
+    with pytest.raises(ValueError, match="unpack"):
+        batcher.add(TwoLanes(), 0.0)

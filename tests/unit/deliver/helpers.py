@@ -13,6 +13,7 @@ import orjson
 
 from stream import schemas
 from stream.core.codec import AvroCodec
+from stream.core.polled import Polled
 from stream.core.records import Record, TopicPartition
 from stream.core.settlement import Settlement
 from stream.core.window import LaneKey, PendingEvent
@@ -85,7 +86,7 @@ def parts(
                       dlq_topic="dlq", clock=clock)  # fmt: skip
     records = [Record(TP.topic, 0, i, f"k{i}".encode(), b"v") for i in range(n)]
     items = []
-    for i, entry in enumerate(settlement.track(records, now=time.time())):
+    for i, entry in enumerate(settlement.track(Polled.of(records), now=time.time())):
         assert entry is not None
         entry.destinations = 1
         entry.lanes = (lane,)
