@@ -54,13 +54,15 @@ class Unsettled:
 
     __slots__ = (
         "attempts", "destinations", "event_id", "event_json", "event_name", "event_time",
-        "expires_at", "first_failure_ms", "index", "lanes", "pixel_id", "run", "source",
-        "timestamp_ms",
+        "expires_at", "first_failure_ms", "index", "lanes", "offset", "pixel_id", "run", "source",
+        "timestamp_ms", "tp",
     )  # fmt: skip
 
     def __init__(self, run: _Run, index: int, source: object, timestamp_ms: int | None) -> None:
         self.run = run
         self.index = index  # in its run
+        self.offset = run.first + index
+        self.tp = run.part.tp  # the one object the settlement keys its partition by
         self.source = source  # the consumer's message: its record, made on demand
         self.timestamp_ms = timestamp_ms
         self.destinations = 0
@@ -73,16 +75,6 @@ class Unsettled:
         self.event_id = ""
         self.event_name = ""
         self.expires_at = math.inf
-
-    @property
-    def tp(self) -> TopicPartition:
-        """The event's partition (the one object the settlement keys it by)."""
-        return self.run.part.tp
-
-    @property
-    def offset(self) -> int:
-        """The event's offset."""
-        return self.run.first + self.index
 
     @property
     def entry(self) -> Unsettled:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from stream.core.capi import MAX_EVENTS_PER_REQUEST
 from stream.core.delivery_rules import DATA_ARRAY_OVERHEAD, fits
@@ -41,9 +41,12 @@ _BRACKETS = DATA_ARRAY_OVERHEAD  # b"[" and b"]"
 _COMMA = 1
 
 
-@dataclass(frozen=True, slots=True)
-class LaneKey:
-    """Where a request goes; events of different lanes never share a request."""
+class LaneKey(NamedTuple):
+    """Where a request goes; events of different lanes never share a request.
+
+    A named tuple, not a dataclass: the windows look it up once per event, and a tuple is
+    hashed and compared in C (a frozen dataclass's ``__hash__`` is a Python call each time).
+    """
 
     destination: str
     pixel_id: str

@@ -65,18 +65,15 @@ class Settler:
     def live(self, items: Items) -> Items:
         """Drop settled and revoked events; dead-letter those that reached their age limit."""
         current, now = self._settlement.current, self._clock()
-        live = []
-        for item in items:
-            entry = item.entry
-            if entry is None or not current(entry):
-                continue
-            if item.expires_at <= now:
-                why = "event reached Meta's age limit while retrying"
+        live = [item for item in items if (entry := item.entry) is not None and current(entry)]
+        if min((item.expires_at for item in live), default=now + 1) > now:
+            return tuple(live)  # the common case: nothing expired
+        why = "event reached Meta's age limit while retrying"
+        for item in live:
+            if item.expires_at <= now and (entry := item.entry) is not None:
                 self.dead(item, Failure("expired", why, None, entry.pixel_id, item.event_id,
                                         item.event_name))  # fmt: skip
-                continue
-            live.append(item)
-        return tuple(live)
+        return tuple(item for item in live if item.expires_at > now)
 
     def failed(self, items: Items) -> None:
         """One more failed attempt on each event, and the time of its first."""
@@ -89,14 +86,15 @@ class Settler:
         """Meta took ``items`` in full: settle this destination of each; the ledger record."""
         now = self._clock()
         settle, stats = self._settlement.settle_destination, self.stats
-        latencies = stats.latencies_s
+        latencies, delivered = stats.latencies_s, 0
         for item in items:
             entry = item.entry
             if entry is not None and settle(entry):
-                stats.delivered += 1
+                delivered += 1
                 if stamp := entry.timestamp_ms:
                     # from the enriched record's produce time to Meta's answer
                     latencies.append(now - stamp / 1000)
+        stats.delivered += delivered
         self._on_settled()
         self._sensor.count("events_posted", len(items), pixel=lane.pixel_id)
         self._sensor.count("events_received", answer.events_received or 0, pixel=lane.pixel_id)

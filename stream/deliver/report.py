@@ -28,12 +28,19 @@ class _Oldest:
 
     def add(self, entry: Unsettled) -> None:
         self.pending += 1
-        if entry.event_time is not None and (
-            self.event_time is None or entry.event_time < self.event_time
-        ):
-            self.event_time = entry.event_time
-        if self.arrived_at is None or entry.arrived_at < self.arrived_at:
-            self.arrived_at = entry.arrived_at
+        event_time = entry.event_time
+        if event_time is not None and (self.event_time is None or event_time < self.event_time):
+            self.event_time = event_time
+        arrived_at = entry.arrived_at
+        if self.arrived_at is None or arrived_at < self.arrived_at:
+            self.arrived_at = arrived_at
+
+    def merge(self, other: _Oldest) -> None:
+        self.pending += other.pending
+        for name in ("event_time", "arrived_at"):
+            theirs, mine = getattr(other, name), getattr(self, name)
+            if theirs is not None and (mine is None or theirs < mine):
+                setattr(self, name, theirs)
 
 
 @dataclass(slots=True)
@@ -45,20 +52,25 @@ class LaneReport:
 
     @classmethod
     def of(cls, unsettled: Iterable[Unsettled]) -> LaneReport:
-        """One pass over the unsettled events."""
-        report = cls()
-        lanes, pixels = report.lanes, report.pixels
+        """One pass over the unsettled events.
+
+        It visits every pending event each report interval (tens of thousands when a lane is
+        down): the events are first counted per (lanes, pixel) with their oldest times, then
+        spread to lanes and pixels once per group, not once per event.
+        """
+        groups: dict[tuple[tuple[Hashable, ...], str | None], _Oldest] = {}
         for entry in unsettled:
-            for lane in entry.lanes:
-                oldest = lanes.get(lane)
-                if oldest is None:
-                    oldest = lanes[lane] = _Oldest()
-                oldest.add(entry)
-            if entry.pixel_id is not None:
-                oldest = pixels.get(entry.pixel_id)
-                if oldest is None:
-                    oldest = pixels[entry.pixel_id] = _Oldest()
-                oldest.add(entry)
+            key = (entry.lanes, entry.pixel_id)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Oldest()
+            group.add(entry)
+        report = cls()
+        for (entry_lanes, pixel), group in groups.items():
+            for lane in entry_lanes:
+                report.lanes.setdefault(lane, _Oldest()).merge(group)
+            if pixel is not None:
+                report.pixels.setdefault(pixel, _Oldest()).merge(group)
         return report
 
     def statuses(self, lanes: Mapping[LaneKey, Lane], now: float) -> list[LaneStatus]:

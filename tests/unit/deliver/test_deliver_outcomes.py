@@ -1,0 +1,38 @@
+"""The settler's view for the sender: which events are still owed, and what settles them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from stream.core.graph_response import Accepted
+from tests.unit.deliver.helpers import LANE, TP, parts
+
+
+def test_live_drops_settled_events_and_dead_letters_expired_ones() -> None:
+    """Before each attempt: a settled event is left out, one past its age limit becomes an
+    ``expired`` dead letter (and settles), the rest go on in order."""
+    now = time.time()
+    settlement, settler, produced, items = parts(5, clock=lambda: now)
+    stale = [dataclasses.replace(item, expires_at=now - 1) for item in items[1:3]]
+    batch = (items[0], *stale, items[3], items[4])
+    entry4 = items[4].entry
+    assert entry4 is not None
+    settlement.settle(entry4)
+    assert settler.live(batch) == (items[0], items[3])
+    letters = produced.letters()
+    assert [letter["reason"] for letter in letters] == ["expired", "expired"]
+    assert settlement.pending_count() == 2
+    assert settler.live(batch) == (items[0], items[3])  # nothing dead-lettered twice
+    assert len(produced.letters()) == 2
+
+
+def test_accepted_settles_each_event_once_and_counts_it() -> None:
+    """A full acceptance settles every event still owed; the totals count each once."""
+    settlement, settler, _, items = parts(4)
+    settler.accepted(LANE, items[:3], Accepted(3, (), "TRACE", short=False), 1)
+    settler.accepted(
+        LANE, items[:3], Accepted(3, (), "TRACE", short=False), 1
+    )  # a late repeat: nothing
+    assert settler.stats.delivered == 3
+    assert settlement.committable() == {TP: 3}
