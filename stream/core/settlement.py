@@ -71,7 +71,7 @@ class Unsettled:
         self.pixel_id: str | None = None
         self.event_time: float | None = None
         self.lanes: tuple[Hashable, ...] = ()
-        self.event_json = b""
+        self.event_json: bytes | memoryview = b""
         self.event_id = ""
         self.event_name = ""
         self.expires_at = math.inf

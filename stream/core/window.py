@@ -53,6 +53,11 @@ class LaneKey(NamedTuple):
     test_event_code: str | None = None
 
 
+#: One event's request JSON: bytes, or a view of the tail of the record's value that holds it
+#: (the enriched record's last field: the stage keeps the view, not a copy, while it waits).
+Json = bytes | memoryview
+
+
 class Pending(Protocol):
     """What a window holds of one event: the settlement's :class:`~stream.core.settlement.
     Unsettled` in the stage (one object per event, in every lane it goes to), a
@@ -65,7 +70,7 @@ class Pending(Protocol):
     @property
     def lanes(self) -> tuple[Hashable, ...]: ...
     @property
-    def event_json(self) -> bytes: ...  # one serialized JSON object, spliced into the body as is
+    def event_json(self) -> Json: ...  # one serialized JSON object, spliced into the body as is
     @property
     def event_id(self) -> str: ...
     @property

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from stream.config import Settings
 from stream.core import payload
 from stream.core.errors import ConfigError
-from stream.core.window import LaneKey, Pending
+from stream.core.window import Json, LaneKey, Pending
 from stream.credentials import Credentials
 from stream.sinks.http import gateway_url, graph_url
 
@@ -79,7 +79,7 @@ class Destinations:
         )  # fmt: skip
 
     def lanes(
-        self, pixel_id: str, test_event_code: str | None, event_json: bytes
+        self, pixel_id: str, test_event_code: str | None, event_json: Json
     ) -> tuple[LaneKey, ...]:
         """The lanes of one event; empty when the Gateway filter keeps it from every destination.
 
@@ -99,7 +99,7 @@ class Destinations:
         return lanes
 
     def _route(
-        self, pixel_id: str, test_event_code: str | None, event_json: bytes | None
+        self, pixel_id: str, test_event_code: str | None, event_json: Json | None
     ) -> tuple[LaneKey, ...]:
         lanes = []
         for name in self.names:
@@ -111,7 +111,7 @@ class Destinations:
                 lanes.append(LaneKey(name, pixel_id, test_event_code))
         return tuple(lanes)
 
-    def _passes(self, event_json: bytes | None) -> bool:
+    def _passes(self, event_json: Json | None) -> bool:
         """Whether the Gateway filter lets the event through (no filter: every event)."""
         if self._filter is None or event_json is None:
             return True

@@ -67,7 +67,7 @@ class Intake:
         dead, settle, stats = self._settler.dead_entry, self._settlement.settle, self._stats
         ready: list[Batch] = []
         consumed = 0
-        for entry, decoded in zip(events, decoded_all, strict=True):
+        for entry, decoded, value in zip(events, decoded_all, polled.values, strict=True):
             if entry is None:
                 continue  # fetched just before a revoke; the new owner reads it again
             consumed += 1
@@ -91,7 +91,14 @@ class Intake:
                 continue
             entry.destinations = len(lanes)
             entry.lanes = lanes
-            entry.event_json = event_json
+            # the envelope's last field is the event's JSON, so the record's value ends with it:
+            # keep a view of that tail (the value is kept anyway, for a dead letter), not the
+            # decoder's copy: a pending event then costs one copy of its JSON, not two
+            entry.event_json = (
+                memoryview(value)[len(value) - len(event_json) :]
+                if value is not None and value.endswith(event_json)
+                else event_json
+            )
             entry.event_id = decoded["event_id"]
             entry.event_name = decoded["event_name"]
             entry.expires_at = verdict[1]
