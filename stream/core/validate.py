@@ -59,6 +59,7 @@ REASONS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 _KEY_WARNINGS: Final = (*HASHED_KEYS, *LEGACY_HASHED_KEYS)
+_IN_SOME_BROAD_SET: Final = frozenset().union(*TOO_BROAD_KEY_SETS)
 
 #: Warning code → one line for the README. The event is still sent.
 WARNINGS: Final[Mapping[str, str]] = MappingProxyType(
@@ -107,7 +108,7 @@ def event_time_seconds(raw: object) -> tuple[int, bool] | Problem:
 
     ``1767225600`` → ``(1767225600, False)``; ``1767225600123`` → ``(1767225600, True)``.
     """
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         return Problem("invalid_event_time", "event_time is missing or not a number")
     if isinstance(raw, float):
         if not math.isfinite(raw):
@@ -214,6 +215,9 @@ def check_match_keys(present: Iterable[str]) -> Problem | None:
     keys = frozenset(present)
     if not keys:
         return Problem("no_match_keys", "no customer information key is left")
+    if not keys <= _IN_SOME_BROAD_SET:
+        # a key outside every too-broad set (em, ph, external_id, fbp, ...): a subset of none
+        return None
     for broad in TOO_BROAD_KEY_SETS:
         if keys <= broad:
             return Problem(
@@ -266,7 +270,7 @@ def check_data_processing_options(
     state_int = state if isinstance(state, int) else None
     if options is None:
         return None, country_int, state_int, False
-    if not isinstance(options, list | tuple):
+    if not isinstance(options, (list, tuple)):
         return Problem("invalid_data_processing_options", "data_processing_options is a list")
     ldu = False
     for option in options:

@@ -39,12 +39,12 @@ Values that arrive already hashed skip the key's step (:func:`hash_value`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 from stream.core.normalize.dates import birth_year, day_of_month, month_of_year, parse_birth_date
 from stream.core.normalize.geo import country_code, squeeze, us_ca_state_code
@@ -66,12 +66,13 @@ _MONTH_FIRST_REGIONS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class KeyContext:
+class KeyContext(NamedTuple):
     """What some keys' steps need to know about the event beyond the value itself.
 
     ``country`` is the event's own country (alpha-2, lowercase) when it has a valid one;
     ``current_year`` comes from the ``now`` the caller passed in (core never reads the clock).
+    A named tuple rather than a frozen dataclass: it is part of every memo key of
+    :func:`normalize_and_hash`, and a tuple hashes in C where a dataclass runs Python code.
     """
 
     current_year: int
@@ -295,22 +296,25 @@ WARNING_MD5: Final[dict[str, str]] = {key: f"{key}_md5_shape" for key in _NORMAL
 # after event. A value's finished hash is a pure function of the key, the trimmed value and
 # the context, so it is memoized in a bounded LRU cache: a repeated value costs one lookup
 # instead of its normalizer (phonenumbers for ``ph``, date parsing for ``db``) and SHA-256.
-# The context goes in as its three fields, not as the KeyContext: hashing a dataclass runs
-# Python code, hashing a tuple of str and int does not, and every miss pays for the key.
+# The context goes in as the KeyContext itself, a named tuple of an int and two strings, whose
+# hash is computed in C (every call pays for the key, hit or miss).
 # The cache lives in this process's memory only (never logged, exported or written); full,
 # it holds about 10 MB.
 HASH_CACHE_SIZE: Final = 32_768
 
 
 @lru_cache(maxsize=HASH_CACHE_SIZE)
-def normalize_and_hash(
-    key: str, trimmed: str, current_year: int, default_region: str, country: str | None
-) -> str | None:
+def normalize_and_hash(key: str, trimmed: str, ctx: KeyContext) -> str | None:
     """SHA-256 of the key's normal form of ``trimmed`` (not blank, not hashed) in the context
-    of the other three arguments, or None when the key's normalizer refuses it. Memoized (see
+    ``ctx``, or None when the key's normalizer refuses it. Memoized (see
     :data:`HASH_CACHE_SIZE`)."""
-    normalized = _NORMALIZERS[key](trimmed, key_context(current_year, default_region, country))
-    return sha256_hex(normalized) if normalized else None
+    normalized = _NORMALIZERS[key](trimmed, ctx)
+    if not normalized:
+        return None
+    try:  # sha256_hex, inline: this runs for every value that is not in the memo
+        return hashlib.sha256(normalized.encode()).hexdigest()
+    except UnicodeEncodeError:
+        return sha256_hex(normalized)
 
 
 def hash_value(key: str, value: object, ctx: KeyContext, warnings: list[str]) -> str | None:
@@ -342,7 +346,7 @@ def hash_value(key: str, value: object, ctx: KeyContext, warnings: list[str]) ->
             return trimmed.lower()
         if shape != NOT_HASHED:
             return trimmed
-    hashed = normalize_and_hash(key, trimmed, ctx.current_year, ctx.default_region, ctx.country)
+    hashed = normalize_and_hash(key, trimmed, ctx)
     if hashed is None:
         warnings.append(WARNING_INVALID[key])
     return hashed

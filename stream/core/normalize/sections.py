@@ -15,6 +15,12 @@ from typing import Any, Final
 from stream.core.normalize.geo import currency_code
 from stream.core.wire import prune
 
+#: What a copied value is pruned into, and the leaves that need no look (as in ``prune``)
+_CONTAINERS: Final = (dict, list)
+_SCALARS: Final = frozenset({str, int, float, bool, bytes})
+_SEQUENCES: Final = (list, tuple)
+_NUMBERS: Final = (int, float)
+
 #: custom_data fields of the schema; a custom property must not reuse one of these names.
 STANDARD_CUSTOM_DATA_FIELDS: Final = frozenset(
     {
@@ -51,7 +57,12 @@ def flag(value: object) -> bool | None:
 
 
 def _double(value: object, warnings: list[str]) -> float | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is float:  # the decoded record's type: no further look
+        if math.isfinite(value):
+            return value
+        warnings.append(_NON_FINITE)
+        return None
+    if value is None or isinstance(value, bool) or not isinstance(value, _NUMBERS):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         # JSON has no NaN: orjson would send null, which Meta reads as a missing value.
@@ -65,7 +76,7 @@ def _long(value: object) -> int | None:
 
 
 def _strings(value: object) -> list[str]:
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return [item for item in value if isinstance(item, str)]
     return []
 
@@ -123,7 +134,7 @@ def custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
         "content_ids": _strings(get("content_ids")),
         "contents": (
             [_content(item, warnings) for item in contents if isinstance(item, Mapping)]
-            if isinstance(contents, list | tuple)
+            if isinstance(contents, _SEQUENCES)
             else []
         ),
         "content_type": get("content_type"),
@@ -138,10 +149,6 @@ def custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
     }
 
 
-def _as_is(value: object, _warnings: list[str]) -> object:
-    return value
-
-
 def _double_field(value: object, warnings: list[str]) -> float | None:
     return _double(value, warnings)
 
@@ -150,34 +157,77 @@ def _long_field(value: object, _warnings: list[str]) -> int | None:
     return _long(value)
 
 
-def _strings_field(value: object, _warnings: list[str]) -> list[str]:
-    return _strings(value)
+def _strings_field(value: object, _warnings: list[str]) -> list[str] | None:
+    # _strings, pruned: a list of strings loses nothing but its emptiness
+    return _strings(value) or None
 
 
-def _contents_field(value: object, warnings: list[str]) -> list[dict[str, Any]]:
-    if not isinstance(value, list | tuple):
-        return []
-    return [_content(item, warnings) for item in value if isinstance(item, Mapping)]
+#: A content item's fields in the record's order (:func:`_content`), None for those copied as
+#: they came; the wire item is the pruned record item
+_CONTENT_FIELDS: Final = (
+    ("id", None),
+    ("quantity", _long_field),
+    ("item_price", _double_field),
+    ("delivery_category", None),
+    ("title", None),
+    ("description", None),
+    ("brand", None),
+    ("category", None),
+)
 
 
-# custom_data's fields in the record's order, each with its check: the order of the warnings
-# (and of the JSON's keys) is the one :func:`custom_data` gives
-_CUSTOM_DATA_FIELDS: Final[tuple[tuple[str, Callable[[object, list[str]], object]], ...]] = (
+def _wire_content(item: Mapping[str, Any], warnings: list[str]) -> dict[str, Any] | None:
+    """``prune(_content(item, warnings))``, made without the record item in between."""
+    get = item.get
+    out: dict[str, Any] = {}
+    for name, check in _CONTENT_FIELDS:
+        value = get(name)
+        if value is None:
+            continue
+        if check is not None:
+            value = check(value, warnings)
+            if value is None:
+                continue
+        elif type(value) not in _SCALARS and isinstance(value, _CONTAINERS):
+            value = prune(value)
+            if value is None:
+                continue
+        out[name] = value
+    return out or None
+
+
+def _contents_field(value: object, warnings: list[str]) -> list[dict[str, Any]] | None:
+    # the record's contents list, pruned: every Mapping item through _content, empty ones gone
+    if not isinstance(value, _SEQUENCES):
+        return None
+    items = []
+    for item in value:
+        if type(item) is dict or isinstance(item, Mapping):
+            wire = _wire_content(item, warnings)
+            if wire is not None:
+                items.append(wire)
+    return items or None
+
+
+# custom_data's fields in the record's order, each with its check (None: copied as it came):
+# the order of the warnings (and of the JSON's keys) is the one :func:`custom_data` gives. A
+# checked value is already as the wire wants it (pruned, None when nothing is left).
+_CUSTOM_DATA_FIELDS: Final[tuple[tuple[str, Callable[[Any, list[str]], object] | None], ...]] = (
     ("value", _double_field),
     ("currency", _currency),
     ("net_revenue", _double_field),
-    ("content_name", _as_is),
-    ("content_category", _as_is),
+    ("content_name", None),
+    ("content_category", None),
     ("content_ids", _strings_field),
     ("contents", _contents_field),
-    ("content_type", _as_is),
-    ("order_id", _as_is),
+    ("content_type", None),
+    ("order_id", None),
     ("predicted_ltv", _double_field),
     ("num_items", _long_field),
-    ("search_string", _as_is),
-    ("status", _as_is),
-    ("delivery_category", _as_is),
-    ("item_number", _as_is),
+    ("search_string", None),
+    ("status", None),
+    ("delivery_category", None),
+    ("item_number", None),
 )
 
 
@@ -198,19 +248,23 @@ def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
         value = get(name)
         if value is None:
             continue
-        value = check(value, warnings)
-        if value is None:
-            continue
-        if type(value) is list or type(value) is dict:
+        if check is not None:
+            value = check(value, warnings)
+            if value is None:
+                continue
+        elif type(value) is list or type(value) is dict:
+            # flat_custom_data prunes exact lists and maps only (a subclass goes as it is)
             value = prune(value)
             if value is None:
                 continue
         out[name] = value
-    for key, value in _custom_properties(get("custom_properties"), warnings).items():
-        if key not in out:
-            kept = prune(value) if type(value) is list or type(value) is dict else value
-            if kept is not None:
-                out[key] = kept
+    properties = get("custom_properties")
+    if properties:
+        for key, value in _custom_properties(properties, warnings).items():
+            if key not in out:
+                kept = prune(value) if type(value) is list or type(value) is dict else value
+                if kept is not None:
+                    out[key] = kept
     return out or None
 
 

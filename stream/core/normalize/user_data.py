@@ -26,7 +26,7 @@ def _values(raw: object) -> Iterable[object]:
     # A decoded record always has a list; a bare string from a hand-built record is one value.
     if isinstance(raw, str):
         return (raw,)
-    if isinstance(raw, list | tuple):
+    if isinstance(raw, (list, tuple)):
         return raw
     return ()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from stream.core.normalize.keys import key_context
 from stream.core.normalize.phone import PHONE_CACHE_SIZE, normalize_phone
 from stream.core.normalize.sections import custom_data, wire_custom_data
 from stream.core.normalize.user_data import EMPTY_USER_DATA, avro_user_data
-from stream.core.wire import flat_custom_data, to_wire
+from stream.core.wire import flat_custom_data, prune, to_wire
 from tests.factories import full_raw_event, raw_event
 
 NOW = 1_767_225_600.0 + 60
@@ -44,16 +45,18 @@ custom_field_names = st.sampled_from(
         "predicted_ltv", "num_items", "status", "item_number", "custom_properties",
     ]
 )  # fmt: skip
+content_items = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.none(), st.text(max_size=3)),
+        "quantity": st.one_of(st.none(), st.integers(0, 5), st.booleans()),
+        "item_price": st.one_of(st.none(), st.floats(), st.integers(0, 9)),
+        "title": st.one_of(st.none(), st.text(max_size=3), values),
+        "brand": values,
+    },
+)
 contents = st.lists(
-    st.fixed_dictionaries(
-        {},
-        optional={
-            "id": st.one_of(st.none(), st.text(max_size=3)),
-            "quantity": st.one_of(st.none(), st.integers(0, 5), st.booleans()),
-            "item_price": st.one_of(st.none(), st.floats(), st.integers(0, 9)),
-            "title": st.one_of(st.none(), st.text(max_size=3)),
-        },
-    ),
+    st.one_of(content_items, content_items.map(OrderedDict), values),
     max_size=3,
 )
 raw_custom_data = st.one_of(
@@ -198,3 +201,40 @@ def test_a_phone_number_is_parsed_once_per_region() -> None:
     assert (info.hits, info.misses, info.maxsize) == (1, 1, PHONE_CACHE_SIZE)
     assert normalize_phone("(650) 555-0199", "GB") != "16505550199"
     assert normalize_phone.cache_info().misses == 2
+
+
+def _plain_prune(value: Any) -> Any:
+    """The obvious recursion :func:`prune` must equal (it takes shortcuts for leaves)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            kept = _plain_prune(item) if isinstance(item, dict | list) else item
+            if kept is not None:
+                out[key] = kept
+        return out or None
+    if isinstance(value, list):
+        items = [_plain_prune(item) if isinstance(item, dict | list) else item for item in value]
+        return [item for item in items if item is not None] or None
+    return value
+
+
+nested = st.recursive(
+    st.one_of(scalars, st.binary(max_size=2)),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+        | st.dictionaries(st.text(max_size=2), inner, max_size=3).map(OrderedDict)
+        | st.tuples(inner, inner)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=nested)
+def test_prune_is_the_plain_recursion(value: Any) -> None:
+    """prune drops None and empty lists and maps at every depth, walks map and list subclasses,
+    keeps tuples, bytes, False, 0 and "" as they are: the same object graph as the obvious
+    recursion, compared by value and by type."""
+    got, expected = prune(copy.deepcopy(value)), _plain_prune(copy.deepcopy(value))
+    assert repr(got) == repr(expected)
