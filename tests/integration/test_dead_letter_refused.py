@@ -48,6 +48,7 @@ from stream.core.records import Record
 from stream.deliver.stage import Deliverer
 from stream.normalizer import Normalizer
 from stream.sim import FaultConfig, PoisonRule, SimConfig, Simulator
+from tests.brokers.provision import KafkaCluster
 from tests.factories import custom_data, raw_event
 from tests.integration.chaos import Supervised, wait_for
 from tests.integration.helpers import (
@@ -328,13 +329,15 @@ def raw_items(
 def outputs_per_source(
     settings: Settings,
 ) -> tuple[Counter[int], list[tuple[Record, dict[str, Any]]]]:
-    """How many outputs (enriched records and letters) each raw offset has; the letters."""
+    """How many outputs (enriched records and normalize letters) each raw offset has; every
+    letter."""
     per_source: Counter[int] = Counter()
     for record in topic_records(settings, settings.topics.enriched):
         per_source[ENRICHED.decode(record.value or b"")["source"]["offset"]] += 1
     dead = letters(settings)
     for _, letter in dead:
-        per_source[letter["source"]["offset"]] += 1
+        if letter["stage"] == "normalize":
+            per_source[letter["source"]["offset"]] += 1
     return per_source, dead
 
 
@@ -352,7 +355,7 @@ def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partitio
     """The dead-letter topic's max.message.bytes goes down to 100,000 while the stage runs
     (under a supervisor that restarts it when it exits); then a raw event without pixel_id,
     250 KB, arrives between valid ones. Its letter keeps the original whole and the broker
-    refuses it. The stage must not commit past it, and must get past it within 25 s: a fresh
+    refuses it. The stage must not commit past it, and must get past it within 18 s: a fresh
     start reads the lowered limit and cuts the letter to fit. Every raw record then has its
     output: exactly one in exactly_once, at most two (one repeat of the batch) in
     at_least_once."""
@@ -360,7 +363,7 @@ def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partitio
     create_topics(kafka_bootstrap, names["raw"], names["enriched"], names["dlq"])
     settings = stage_settings(
         kafka_bootstrap, names,
-        normalizer={"processing": processing, "poll_timeout_s": 0.2, "call_timeout_s": 10},
+        normalizer={"processing": processing, "poll_timeout_s": 0.2, "call_timeout_s": 6},
     )  # fmt: skip
     codec = AvroCodec(schemas.load("conversion_event"))
     now = int(time.time())
@@ -378,7 +381,7 @@ def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partitio
                  *raw_items(codec, ["b3", "b4", "b5"], now)]  # fmt: skip
         with commits_watched(kafka_bootstrap, group, raw) as seen:
             produce(kafka_bootstrap, raw, items)  # offsets 5..11, the refused one at 8
-            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 25,
+            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 18,
                      "the stage to get past the refused letter", tick=stage.ensure)  # fmt: skip
             assert not any(o > 8 for o in seen) or letters(settings), "committed past it"
         wait_for(lambda: committed(kafka_bootstrap, group, raw) == 12, 20, "a commit to the end",
@@ -512,3 +515,104 @@ def test_normalize_letters_that_each_fit_the_topics_limit_are_not_refused_togeth
     per_source, dead = outputs_per_source(settings)
     assert per_source == Counter(dict.fromkeys(range(8), 1))
     assert sorted(letter["reason"] for _, letter in dead) == ["missing_pixel_id"] * 5
+
+
+# -- too few replicas in sync (a retriable refusal), on three brokers --------------------------
+
+
+def set_min_insync(bootstrap: str, topic: str, value: int | None) -> None:
+    """Set the topic's ``min.insync.replicas`` (None: back to the cluster's default)."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    text = str(value) if value is not None else ""
+    resource.add_incremental_config(
+        ConfigEntry("min.insync.replicas", text, incremental_operation=op)
+    )
+    admin = _admin(bootstrap)
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+@pytest.mark.slow
+def test_both_stages_wait_while_too_few_replicas_are_in_sync_and_go_on_after(
+    kafka_cluster: KafkaCluster, unique: Callable[[str], str]
+) -> None:
+    """Three brokers, one of them down (every topic keeps two replicas in sync); then the
+    dead-letter topic's min.insync.replicas goes up to 3 while both stages run: every letter
+    is refused with NOT_ENOUGH_REPLICAS, which librdkafka retries. A raw event without pixel_id
+    (normalize, exactly_once) and an expired enriched event (deliver) arrive with a valid one
+    each. Neither stage commits past its event meanwhile (the deliver stage still delivers the
+    event after it); once the setting is back to 2 both go on without a restart: one letter
+    each, every other event once, both groups committed to the end."""
+    bootstrap = kafka_cluster.bootstrap
+    names = stage_names(unique)
+    names["deliver_input"] = unique("enr2")  # the deliver stage's own input: no open transaction
+    admin = _admin(bootstrap)
+    topics = [NewTopic(names[n], 1, 3) for n in ("raw", "enriched", "dlq", "deliver_input")]
+    for future in admin.create_topics(topics).values():
+        future.result(60)
+    dlq_leader = admin.list_topics(timeout=10).topics[names["dlq"]].partitions[0].leader
+    victim = next(node.node_id for node in kafka_cluster.nodes if node.node_id != dlq_leader)
+    kafka_cluster.kill(victim)
+
+    def in_sync() -> int:
+        return len(admin.list_topics(timeout=10).topics[names["dlq"]].partitions[0].isrs)
+
+    wait_until(lambda: in_sync() == 2, 60, "the dead-letter topic's ISR without the node")
+    codec = AvroCodec(schemas.load("conversion_event"))
+    now = int(time.time())
+    with Simulator(SimConfig(tokens={TOKEN: frozenset({PIXEL})})) as sim:
+        settings = stage_settings(
+            bootstrap, names, access_token=TOKEN,
+            # a normalize call blocked past call_timeout_s ends the process: keep it far away
+            normalizer={"poll_timeout_s": 0.2, "call_timeout_s": 90},
+            deliverer={"graph_url": sim.url, "linger_ms": 50, "commit_min_interval_s": 0.05,
+                       "revoke_timeout_s": 2},
+        )  # fmt: skip
+        d_topics = settings.topics.model_copy(update={"enriched": names["deliver_input"]})
+        d_settings = settings.model_copy(update={"topics": d_topics})
+        produce(bootstrap, names["raw"], raw_items(codec, ["a0"], now))
+        produce(bootstrap, names["deliver_input"], [enriched("x0", now)])
+        normalizer = Normalizer(settings)
+        n_thread = threading.Thread(target=normalizer.run, name="normalize-stage", daemon=True)
+        n_thread.start()
+        deliverer = Running(d_settings)
+        raw, norm_group = names["raw"], names["normalizer_group"]
+        d_input, d_group = names["deliver_input"], names["deliverer_group"]
+        try:
+            wait_until(lambda: committed(bootstrap, norm_group, raw) == 1, 60, "normalize start")
+            wait_until(lambda: committed(bootstrap, d_group, d_input) == 1, 60, "deliver start")
+            set_min_insync(bootstrap, names["dlq"], 3)
+            with (
+                commits_watched(bootstrap, norm_group, raw) as n_seen,
+                commits_watched(bootstrap, d_group, d_input) as d_seen,
+            ):
+                produce(bootstrap, raw, [*raw_items(codec, ["bad"], now, pixel_id=None),
+                                         *raw_items(codec, ["a1"], now)])  # fmt: skip
+                produce(bootstrap, d_input, [enriched("old", now - 8 * 86_400),
+                                             enriched("x1", now)])  # fmt: skip
+                wait_until(lambda: "x1" in accepted_ids(sim), 30, "the event after the expired")
+                wait_until(lambda: len(d_seen) >= 30, 15, "three seconds of commit samples")
+            assert d_seen, "no committed offset was read"
+            assert max(d_seen) <= 1, f"deliver committed past the refused letter: {max(d_seen)}"
+            # (the normalize group's offsets cannot be read while its transaction is open)
+            assert max(n_seen, default=0) <= 1, "normalize committed past the refused letter"
+            assert letters(settings) == [], "a letter was written: nothing was refused"
+            assert n_thread.is_alive()
+            assert deliverer.thread.is_alive(), deliverer.outcome
+            set_min_insync(bootstrap, names["dlq"], None)
+            wait_until(lambda: committed(bootstrap, norm_group, raw) == 3, 60, "normalize end")
+            wait_until(lambda: committed(bootstrap, d_group, d_input) == 3, 60, "deliver end")
+            assert n_thread.is_alive()
+            assert deliverer.thread.is_alive(), deliverer.outcome  # no restart was needed
+        finally:
+            normalizer.stop()
+            n_thread.join(60)
+            outcome = deliverer.stop()
+        assert not isinstance(outcome, BaseException), outcome
+        assert set(accepted_ids(sim)) == {"x0", "x1"}
+    per_source, dead = outputs_per_source(settings)
+    assert per_source == Counter(dict.fromkeys(range(3), 1))
+    assert sorted((letter["stage"], letter["reason"]) for _, letter in dead) == [
+        ("deliver", "expired"), ("normalize", "missing_pixel_id"),
+    ]  # fmt: skip
