@@ -83,7 +83,8 @@ ENRICHED = AvroCodec(schemas.load("capi_event"))
 
 
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    # quiet: one kept alive by a failing test's traceback would log each lost node for good
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
 
 
 def create_topics(bootstrap: str, *names: str, config: dict[str, str] | None = None) -> None:
@@ -551,8 +552,15 @@ def test_both_stages_wait_while_too_few_replicas_are_in_sync_and_go_on_after(
     topics = [NewTopic(names[n], 1, 3) for n in ("raw", "enriched", "dlq", "deliver_input")]
     for future in admin.create_topics(topics).values():
         future.result(60)
-    dlq_leader = admin.list_topics(timeout=10).topics[names["dlq"]].partitions[0].leader
-    victim = next(node.node_id for node in kafka_cluster.nodes if node.node_id != dlq_leader)
+
+    def dlq_leader() -> int:
+        topic = admin.list_topics(timeout=10).topics.get(names["dlq"])
+        return -1 if topic is None or 0 not in topic.partitions else topic.partitions[0].leader
+
+    wait_until(lambda: dlq_leader() >= 0 and _exists(bootstrap, *(t.topic for t in topics)),
+               60, "the topics' leaders")  # fmt: skip
+    leader = dlq_leader()
+    victim = next(node.node_id for node in kafka_cluster.nodes if node.node_id != leader)
     kafka_cluster.kill(victim)
 
     def in_sync() -> int:
