@@ -27,6 +27,8 @@ DERIVED_ID_LENGTH: Final = 32
 _RECIPE_VERSION: Final = 1
 # Types whose empty value means "absent" (0 and False are values).
 _EMPTIABLE: Final = (str, list, tuple, dict)
+# Exact types whose members are made canonical in turn (a set: one hash look-up per member).
+_CONTAINERS: Final = frozenset({dict, list, tuple})
 
 
 def given_event_id(raw: object) -> str | None:
@@ -45,7 +47,7 @@ def _canonical(value: Any) -> Any:
         for key, item in value.items():
             if item is None or item == "":
                 continue
-            canonical = _canonical(item) if type(item) in (dict, list, tuple) else item
+            canonical = _canonical(item) if type(item) in _CONTAINERS else item
             if canonical is not None:
                 out[key] = canonical
         return out or None
@@ -90,7 +92,7 @@ def _canonical_custom_data(custom_data: Mapping[str, Any]) -> dict[str, Any] | N
         if value is not None and (value or type(value) not in _EMPTIABLE)
     }
     for key, value in list(out.items()):
-        if type(value) in (dict, list, tuple):
+        if type(value) in _CONTAINERS:
             canonical = _canonical(value)
             if canonical is None:
                 del out[key]

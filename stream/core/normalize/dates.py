@@ -52,12 +52,20 @@ MONTHS: Final = {
 # Words that may sit between the numbers without meaning anything: ordinal suffixes, "of".
 _FILLER: Final = frozenset({"st", "nd", "rd", "th", "of"})
 _MIN_YEAR: Final = 1900
+_DAYS_IN_MONTH: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# The shapes most dates arrive in: three ASCII numbers with separators, or eight digits. For
+# them the general path below finds no time and no word, so its answer is the one of
+# _three_numbers or _eight_digits on the same numbers, asked directly.
+_THREE_NUMBERS: Final = re.compile(r"([0-9]{1,4})[-/.]([0-9]{1,4})[-/.]([0-9]{1,4})")
+_EIGHT_DIGITS: Final = re.compile(r"[0-9]{8}")
 
 
 def _ymd(year: int, month: int, day: int, current_year: int) -> str | None:
     if not _MIN_YEAR <= year <= current_year or not 1 <= month <= 12:
         return None
-    if not 1 <= day <= calendar.monthrange(year, month)[1]:
+    # calendar.monthrange(year, month)[1], without its weekday arithmetic
+    last = 29 if month == 2 and calendar.isleap(year) else _DAYS_IN_MONTH[month]
+    if not 1 <= day <= last:
         return None
     return f"{year:04d}{month:02d}{day:02d}"
 
@@ -95,6 +103,11 @@ def parse_birth_date(prepared: str, current_year: int, *, day_first: bool = Fals
     ``"2/16/1997"`` → ``"19970216"``; ``"16 feb 1997"`` → ``"19970216"``;
     ``"1997-02-30"`` → None; ``"2/16/97"`` → None.
     """
+    three = _THREE_NUMBERS.fullmatch(prepared)
+    if three is not None:
+        return _three_numbers(list(three.groups()), current_year, day_first)
+    if _EIGHT_DIGITS.fullmatch(prepared) is not None:
+        return _eight_digits(prepared, current_year, day_first)
     text = _TIME.sub("", prepared)
     numbers: list[str] = []
     month: int | None = None

@@ -123,12 +123,13 @@ def normalize_user_data(
         if not values:
             continue
         kind = _KIND.get(key)
+        if kind is None:
+            continue
         if kind == _PLAIN:
-            text = _plain(values)
+            # _plain, with the decoded record's type looked at first
+            text = (values.strip() or None) if type(values) is str else _plain(values)
             if text is not None:
                 out[key] = text
-            continue
-        if kind is None:
             continue
         if ctx is None:
             ctx = key_context(current_year, default_region, event_country(source.get("country")))
@@ -137,12 +138,14 @@ def normalize_user_data(
             if one is not None:
                 out[key] = one
             continue
-        if key == "external_id" and not hash_external_id:
-            hashed = _raw_ids(values)
-        elif type(values) is list and len(values) == 1:
+        if type(values) is list and len(values) == 1 and (hash_external_id or key != "external_id"):
             # The common case: one value, nothing to de-duplicate.
             one = hash_value(key, values[0], ctx, warnings)
-            hashed = [one] if one is not None else []
+            if one is not None:
+                out[key] = [one]
+            continue
+        if key == "external_id" and not hash_external_id:
+            hashed = _raw_ids(values)
         else:
             hashed = []
             for value in _values(values):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from stream.core.capi import HASHED_KEYS, LEGACY_HASHED_KEYS, PLAIN_KEYS
 from stream.core.event_id import derive_event_id
-from stream.core.normalize import Normalized, NormalizeOptions, Rejected, normalize_event
+from stream.core.normalize import Normalized, NormalizeOptions, Rejected, dates, normalize_event
 from stream.core.normalize.keys import NORMALIZERS, KeyContext, hash_value
 from stream.core.normalize.phone import _SEPARATORS, _slow, normalize_phone
 from stream.core.validate import REASONS, WARNINGS
@@ -211,3 +211,38 @@ def test_the_derived_id_ignores_order_and_repeats(
     ) == derive_event_id(
         "1", "Lead", 1, reordered_user, {"value": 1.0, "content_ids": shuffled_ids}
     )
+
+
+_NEVER = re.compile(r"(?!)")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    numbers=st.tuples(st.integers(0, 3000), st.integers(0, 40), st.integers(0, 3000)).map(
+        lambda t: [str(n) for n in t]
+    ),
+    padded=st.booleans(),
+    separators=st.tuples(st.sampled_from("-/. "), st.sampled_from("-/.:")),
+    joined=st.booleans(),
+    day_first=st.booleans(),
+)
+def test_the_date_shapes_taken_directly_answer_like_the_general_path(
+    numbers: list[str], padded: bool, separators: tuple[str, str], joined: bool, day_first: bool
+) -> None:
+    """Three numbers with separators, or eight digits, parsed directly, give what the token
+    walk gives (the same text with the shortcuts turned off)."""
+    if padded:
+        numbers = [n.zfill(2) for n in numbers]
+    text = (
+        "".join(numbers)
+        if joined
+        else f"{numbers[0]}{separators[0]}{numbers[1]}{separators[1]}{numbers[2]}"
+    )
+    shortcuts = dates._THREE_NUMBERS, dates._EIGHT_DIGITS
+    direct = dates.parse_birth_date(text, 2026, day_first=day_first)
+    try:
+        dates._THREE_NUMBERS, dates._EIGHT_DIGITS = _NEVER, _NEVER  # type: ignore[misc]
+        walked = dates.parse_birth_date(text, 2026, day_first=day_first)
+    finally:
+        dates._THREE_NUMBERS, dates._EIGHT_DIGITS = shortcuts  # type: ignore[misc]
+    assert direct == walked
