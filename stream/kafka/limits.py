@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
@@ -60,8 +61,9 @@ def max_record_bytes(
     The smallest of each topic's ``max.message.bytes`` (asked of the broker once) and the
     producer's ``message.max.bytes`` (librdkafka's default when unset), less
     :data:`SAFETY_MARGIN`. A topic whose broker describes no ``max.message.bytes`` counts with
-    Kafka's default. Raises :class:`KafkaError` when the broker does not answer, and when the
-    result is below :data:`MIN_RECORD_BYTES`.
+    Kafka's default. Raises :class:`KafkaError` when the broker does not answer or a topic does
+    not exist (both retriable: a restart tries again), and (fatal) when the result is below
+    :data:`MIN_RECORD_BYTES`.
     """
     limits = {"producer message.max.bytes": _producer_limit(producer_config)}
     limits.update(_topic_limits(admin_config, topics, timeout_s))
@@ -97,7 +99,17 @@ def _topic_limits(
     try:
         futures = admin.describe_configs(resources, request_timeout=timeout_s)
         for resource, future in futures.items():
-            entries = future.result(timeout=timeout_s)
+            try:
+                entries = future.result(timeout=timeout_s)
+            except KafkaException as exc:
+                if _missing_topic(exc):
+                    # said as such: a stage must not read it as "no limit reported" and start
+                    raise KafkaError(
+                        f"topic {resource.name} does not exist (capi-stream topics create "
+                        "makes the stages' topics)",
+                        retriable=True,
+                    ) from exc
+                raise
             entry = entries.get("max.message.bytes")
             reported = entry.value if entry is not None else None
             value = int(reported) if reported is not None else BROKER_DEFAULT_MAX_BYTES
@@ -109,3 +121,8 @@ def _topic_limits(
             f"reading the topics' max.message.bytes: no answer in {timeout_s} s", retriable=True
         ) from exc
     return limits
+
+
+def _missing_topic(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, RdKafkaError) and error.code() == RdKafkaError.UNKNOWN_TOPIC_OR_PART

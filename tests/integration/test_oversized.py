@@ -202,13 +202,15 @@ def test_max_record_bytes_is_the_smaller_of_topic_and_producer(
 def test_max_record_bytes_refuses_a_missing_topic_and_a_tiny_limit(
     kafka_bootstrap: str, unique: Callable[[str], str]
 ) -> None:
-    """A topic that does not exist is one translated KafkaError; a limit too small for bounded
-    dead letters is a fatal one naming the setting."""
+    """A topic that does not exist is a retriable KafkaError naming it (never "no limit
+    reported"); a limit too small for bounded dead letters is a fatal one naming the setting."""
     tiny = unique("tiny")
     create_topics(kafka_bootstrap, tiny, config={"max.message.bytes": "50000"})
     admin = {"bootstrap.servers": kafka_bootstrap}
-    with pytest.raises(KafkaError, match=re.escape("reading the topics' max.message.bytes")):
-        max_record_bytes(admin, {}, [unique("missing")], timeout_s=10)
+    missing = unique("missing")
+    with pytest.raises(KafkaError, match=re.escape(f"topic {missing} does not exist")) as gone:
+        max_record_bytes(admin, {}, [missing], timeout_s=10)
+    assert gone.value.retriable
     with pytest.raises(
         KafkaError, match=re.escape(f"topic {tiny} max.message.bytes is 50000")
     ) as info:
