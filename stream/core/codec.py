@@ -103,10 +103,12 @@ class AvroCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode one record; raise :class:`DecodeError` (with ``data``) if it cannot be read."""
+        body: bytes | memoryview
         if self.wire_format == "confluent":
             writer, body = self._confluent_writer(data)
         else:
-            writer, body = self._writer, memoryview(data)
+            # the bytes themselves: BytesIO shares a bytes object, a memoryview it copies
+            writer, body = self._writer, data
         try:
             stream = io.BytesIO(body)
             if writer is None:
