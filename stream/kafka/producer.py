@@ -65,14 +65,19 @@ class StageProducer:
         self._arm = arm
         self.call_timeout_s = call_timeout_s
         self._failures: list[str] = []
+        # whether every failure since the last flush is one librdkafka calls retriable: a record
+        # the broker refuses for good (MSG_SIZE_TOO_LARGE) fails the same way when produced again
+        self._failures_retriable = True
         if transactional:
             # fences any earlier instance with the same transactional.id and aborts its open
             # transaction, so a restart after kill -9 does not wait for the transaction timeout
             self._transact("init_transactions", self._producer.init_transactions)
 
-    def _on_delivery(self, err: RdKafkaError | None, _: Any) -> None:
+    def _on_delivery(self, err: RdKafkaError | None, msg: Any) -> None:
         if err is not None:
-            self._failures.append(f"{err.name()}: {err.str()}")
+            # the topic, so a refused dead letter is told from a refused output record
+            self._failures.append(f"{err.name()} on {msg.topic()}: {err.str()}")
+            self._failures_retriable &= bool(err.retriable())
 
     def produce(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> None:
         """Queue one record; waits (within the deadline) for queue space when the queue is full."""
@@ -109,8 +114,9 @@ class StageProducer:
             raise KafkaError(f"{left} records still queued after {timeout_s:.0f}s", retriable=True)
         if self._failures:
             failures, self._failures = self._failures, []
+            retriable, self._failures_retriable = self._failures_retriable, True
             raise KafkaError(
-                f"{len(failures)} records not delivered: {failures[0]}", retriable=True
+                f"{len(failures)} records not delivered: {failures[0]}", retriable=retriable
             )
 
     # -- transactions --------------------------------------------------------------------------
@@ -133,10 +139,12 @@ class StageProducer:
             )
         self._transact("commit_transaction", self._producer.commit_transaction)
         self._failures.clear()
+        self._failures_retriable = True
 
     def abort(self) -> None:
         """Abort the open transaction; its records are never seen by read_committed readers."""
         self._failures.clear()
+        self._failures_retriable = True
         self._transact("abort_transaction", self._producer.abort_transaction)
 
     def _transact(self, name: str, call: Callable[[float], object]) -> None:
