@@ -19,7 +19,8 @@ Worked example, one partition, poll batches [5, 6, 7] and [9, 10]::
 
 Each event holds its run, and the run its partition, so settling is O(1) and needs no lookup;
 the head of a run advances past settled events, each passed once (O(1) amortized). What all
-events of a run share (partition, poll batch, arrival time) is kept once, on the run.
+events of a run share (partition state, arrival time, how to make a record) is kept once, on
+the run.
 
 Assignment: a partition assigned again after a revoke gets a fresh state object. An event
 read before the revoke still points at the old one, so :meth:`Settlement.current` is False
@@ -42,9 +43,9 @@ class Unsettled:
     """One event read from Kafka and not yet settled: the stage's state for it, and what the
     windows and requests need of it (it is the stage's pending event, in every lane it goes to).
 
-    One is made per record, so it holds only what differs per event; the partition and the
-    arrival time are its run's, and its :attr:`record` is made on demand (a dead letter) from
-    its source (:class:`~stream.core.polled.Polled`).
+    One is made per record, so it holds little beyond what differs per event: its arrival time
+    is its run's, and its :attr:`record` is made on demand (a dead letter) from its source
+    (:class:`~stream.core.polled.Polled`).
 
     ``destinations`` counts the destinations still owed an answer; ``attempts`` the failed
     requests that carried it and ``first_failure_ms`` when the first one failed, for its dead

@@ -286,7 +286,7 @@ class Deliverer(Lifecycle):
         assert self._sender is not None
         for batch in batches:
             task = asyncio.create_task(self._sender.deliver(batch))
-            self._tasks[task] = frozenset(item.tp for item in batch.items)
+            self._tasks[task] = frozenset([item.tp for item in batch.items])
             task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
