@@ -113,6 +113,10 @@ def _derive(  # noqa: PLR0917 (a private step with the recipe's inputs in their 
     )
 
 
+#: check_data_processing_options(None, None, None): most events name none of the three
+_NO_DPO: Final = (None, None, None, False)
+
+
 @lru_cache(maxsize=4)
 def _year(now: float) -> int:
     # the stage passes one ``now`` per poll batch: gmtime once a batch, not once an event
@@ -169,11 +173,13 @@ def _check(raw: Mapping[str, Any], now: float, options: NormalizeOptions) -> _Ch
     app_data = sections.app_data(get("app_data"))
     event_source_url = sections.text(get("event_source_url"))
 
-    processing = check_data_processing_options(
-        get("data_processing_options"),
-        get("data_processing_options_country"),
-        get("data_processing_options_state"),
-    )
+    options_raw = get("data_processing_options")
+    country_raw = get("data_processing_options_country")
+    state_raw = get("data_processing_options_state")
+    if options_raw is None and country_raw is None and state_raw is None:
+        processing: tuple[list[str] | None, int | None, int | None, bool] | Problem = _NO_DPO
+    else:
+        processing = check_data_processing_options(options_raw, country_raw, state_raw)
     if isinstance(processing, Problem):
         return _rejected_late(
             processing,

@@ -296,7 +296,7 @@ WARNING_MD5: Final[dict[str, str]] = {key: f"{key}_md5_shape" for key in _NORMAL
 # after event. A value's finished hash is a pure function of the key, the trimmed value and
 # the context, so it is memoized in a bounded LRU cache: a repeated value costs one lookup
 # instead of its normalizer (phonenumbers for ``ph``, date parsing for ``db``) and SHA-256.
-# The context goes in as the KeyContext itself, a named tuple of an int and two strings, whose
+# The context goes in as the KeyContext itself, a named tuple (year, region, country) whose
 # hash is computed in C (every call pays for the key, hit or miss).
 # The cache lives in this process's memory only (never logged, exported or written); full,
 # it holds about 10 MB.
