@@ -107,8 +107,9 @@ class AvroCodec:
         if self.wire_format == "confluent":
             writer, body = self._confluent_writer(data)
         else:
-            # the bytes themselves: BytesIO shares a bytes object, a memoryview it copies
-            writer, body = self._writer, data
+            # bytes as they are: BytesIO shares a bytes object, and copies a memoryview
+            writer = self._writer
+            body = data if type(data) is bytes else memoryview(data)
         try:
             stream = io.BytesIO(body)
             if writer is None:
