@@ -144,13 +144,28 @@ class Settler:
 def offset_ranges(items: Items) -> dict[str, list[int]]:
     """First and last offset per partition of a batch, for the delivery record."""
     spans: dict[TopicPartition, list[int]] = {}
+    last: TopicPartition | None = None
+    span: list[int] | None = None
     for item in items:
-        offset = item.offset
-        span = spans.get(item.tp)
+        offset, tp = item.offset, item.tp
+        if tp is not last:  # a batch holds runs of one partition: hash only where they change
+            last, span = tp, spans.get(tp)
         if span is None:
-            spans[item.tp] = [offset, offset]
+            span = spans[tp] = [offset, offset]
         elif offset < span[0]:
             span[0] = offset
         elif offset > span[1]:
             span[1] = offset
     return {f"{tp.topic}[{tp.partition}]": span for tp, span in spans.items()}
+
+
+def partitions(items: Items) -> frozenset[TopicPartition]:
+    """The partitions of a batch's events (hashed only where a run of one partition ends)."""
+    found: set[TopicPartition] = set()
+    last: TopicPartition | None = None
+    for item in items:
+        tp = item.tp
+        if tp is not last:
+            found.add(tp)
+            last = tp
+    return frozenset(found)

@@ -37,7 +37,7 @@ from stream.deliver.checkpoint import Checkpoint, CheckpointLimits
 from stream.deliver.destinations import Destinations
 from stream.deliver.intake import Intake, Prepared, preparer
 from stream.deliver.lifecycle import Lifecycle
-from stream.deliver.outcomes import Settler
+from stream.deliver.outcomes import Settler, partitions
 from stream.deliver.process import consumer_config
 from stream.deliver.report import LaneReport, stage_gauges
 from stream.deliver.sender import Sender, SendLimits
@@ -286,7 +286,7 @@ class Deliverer(Lifecycle):
         assert self._sender is not None
         for batch in batches:
             task = asyncio.create_task(self._sender.deliver(batch))
-            self._tasks[task] = frozenset([item.tp for item in batch.items])
+            self._tasks[task] = partitions(batch.items)
             task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:

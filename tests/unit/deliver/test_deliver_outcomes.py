@@ -6,6 +6,9 @@ import dataclasses
 import time
 
 from stream.core.graph_response import Accepted
+from stream.core.records import TopicPartition
+from stream.core.window import PendingEvent
+from stream.deliver.outcomes import offset_ranges, partitions
 from tests.unit.deliver.helpers import LANE, TP, parts
 
 
@@ -36,3 +39,15 @@ def test_accepted_settles_each_event_once_and_counts_it() -> None:
     )  # a late repeat: nothing
     assert settler.stats.delivered == 3
     assert settlement.committable() == {TP: 3}
+
+
+def test_offset_ranges_and_partitions_of_a_batch_with_interleaved_partitions() -> None:
+    """Runs of two partitions alternating in one batch: each partition's first and last
+    offset, and both partitions, whatever the order."""
+    tp1 = TopicPartition(TP.topic, 1)
+    items = [
+        PendingEvent(tp, offset, LANE, b"{}", f"e{offset}", "Purchase", 1e12)
+        for tp, offset in [(TP, 5), (TP, 6), (tp1, 40), (TP, 9), (tp1, 38), (tp1, 41), (TP, 4)]
+    ]
+    assert offset_ranges(tuple(items)) == {f"{TP.topic}[0]": [4, 9], f"{TP.topic}[1]": [38, 41]}
+    assert partitions(tuple(items)) == frozenset({TP, tp1})
