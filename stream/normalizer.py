@@ -53,6 +53,9 @@ log = get_logger("capi_stream.normalizer")
 
 #: Beyond the deliver stage's revoke timeout, what a stop signal leaves the stage to close.
 SHUTDOWN_GRACE_S = 5.0
+#: The first pause before a batch is read again after an abort; it doubles up to the longest.
+ABORT_PAUSE_S = (0.1, 2.0)
+
 #: Seconds between two reports of the stage's gauges (lags, partitions, match-key scores).
 REPORT_INTERVAL_S = 2.0
 
@@ -112,6 +115,9 @@ class Normalizer:
         self._committed: dict[TopicPartition, int] = {}
         self._next_report = 0.0
         self.match_report = MatchReport(self.sensor, monotonic=monotonic)
+        # since when (monotonic) batches keep being aborted, and the pause before the next read
+        self._aborting_since: float | None = None
+        self._abort_pause_s = ABORT_PAUSE_S[0]
 
     def alive(self) -> bool:
         """Liveness: the loop ticked (polled, even emptily) within ``stall_timeout_s``."""
@@ -164,7 +170,7 @@ class Normalizer:
         )
         consumer = StageConsumer(s.consumer_config(s.normalizer.group_id))
         self._consumer = consumer
-        producer = self._producer()
+        producer = self._producer(limit)
         self._last_tick = self._monotonic()  # the start's calls each had their own deadline
         consumer.subscribe([s.topics.raw], on_assign=self._assigned, on_revoke=self._revoked)
         log.info(
@@ -217,16 +223,18 @@ class Normalizer:
                 log.warning("topic record size limit unknown; using the producer's", error=str(exc))
                 return max_record_bytes(s.admin_config(), s.producer_config(), [])
 
-    def _producer(self) -> StageProducer:
+    def _producer(self, max_record: int) -> StageProducer:
         s = self.settings
         if self._exactly_once:
             extra: dict[str, str | int | float | bool] = {
                 "transactional.id": f"{s.normalizer.transactional_id}-{self.worker}",
                 "transaction.timeout.ms": 60_000,
             }
-            config = s.producer_config(**extra)
         else:
-            config = s.producer_config()
+            extra = {}
+        # the broker holds a record *batch* to the topic's max.message.bytes: no batch larger
+        # than one record may be (librdkafka's batch.size is 1,000,000 whatever the topic takes)
+        config = s.producer_config(**extra, **{"batch.size": max_record})
         return StageProducer(
             config, transactional=self._exactly_once, arm=self._watchdog.arm,
             call_timeout_s=self._call_timeout_s,
@@ -271,11 +279,22 @@ class Normalizer:
                 # a fresh process fences this producer and re-reads from the committed offsets
                 log.error("fatal Kafka error; exiting", error=str(exc), records=len(records))
                 raise
-            log.warning("batch aborted; re-reading it", error=str(exc), records=len(records))
+            since = self._aborting_since = self._aborting_since or self._monotonic()
+            if self._monotonic() - since > self._call_timeout_s:
+                # refused for call_timeout_s: not transient (a letter over a lowered
+                # max.message.bytes, a deleted topic); a fresh start re-reads the topics' limits
+                log.error("batch refused for call_timeout_s; exiting", error=str(exc),
+                          records=len(records))  # fmt: skip
+                raise
+            log.warning("batch aborted; re-reading it", error=str(exc), records=len(records),
+                        pause_s=self._abort_pause_s)  # fmt: skip
             self._abort(first_offsets, consumer, producer)
             match_report.discard()
             self.sensor.count("transactions", outcome="aborted")
+            self._stopping.wait(self._abort_pause_s)
+            self._abort_pause_s = min(self._abort_pause_s * 2, ABORT_PAUSE_S[1])
             return
+        self._aborting_since, self._abort_pause_s = None, ABORT_PAUSE_S[0]
         match_report.committed()
         self.stats.consumed += len(records)
         self.stats.enriched += enriched

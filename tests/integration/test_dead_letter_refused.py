@@ -343,12 +343,6 @@ def outputs_per_source(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the normalize stage aborts and re-reads a batch whose letter the broker refuses, in a "
-    "loop without end or backoff, and never re-reads the topics' record limit (a restart would "
-    "cut the letter to fit); at_least_once re-produces the batch's enriched records each time",
-)
 @pytest.mark.parametrize("processing", ["exactly_once", "at_least_once"])
 def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partition(
     kafka_bootstrap: str, unique: Callable[[str], str], tmp_path: Path, processing: str
@@ -478,7 +472,6 @@ def test_deliver_letters_that_each_fit_the_topics_limit_are_not_refused_together
     assert committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == 8
 
 
-@pytest.mark.xfail(strict=True, reason=BATCHED_REASON)
 def test_normalize_letters_that_each_fit_the_topics_limit_are_not_refused_together(
     kafka_bootstrap: str, unique: Callable[[str], str]
 ) -> None:
