@@ -52,7 +52,7 @@ FULL: dict[str, dict[str, Any]] = {
     "latency": {
         "rate": 5000.0, "seconds": 15.0,
         "variants": (
-            "default", "lane_jitter", "fetch_wait_50ms", "pipeline", "pipeline_txn_100_jitter",
+            "default", "fetch_wait_50ms", "pipeline", "pipeline_txn_100",
         ),
     },
     "breakdown": {"events": 20_000},
@@ -66,7 +66,7 @@ FULL: dict[str, dict[str, Any]] = {
 QUICK: dict[str, dict[str, Any]] = {
     "normalize": {"events": 10_000, "rounds": 1, "stage_repeats": 1},
     "deliver": {"events": 16_000, "sdk_events": 8_000, "latencies": (50.0, 500.0)},
-    "latency": {"rate": 5000.0, "seconds": 6.0, "variants": ("default", "lane_jitter")},
+    "latency": {"rate": 5000.0, "seconds": 6.0, "variants": ("default",)},
     "breakdown": {"events": 5_000},
     "workers": {"events": 15_000, "deliver_events": 16_000},
     "publish": {"rows": 5_000, "rounds": 1},

@@ -66,12 +66,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "why": "the default, with the stage and the simulator at nice -10: what is left of the "
         "excess over linger when the host's other work cannot delay them",
     },
-    "lane_jitter": {
-        "deliverer": {}, "consumer": {}, "warm_producer": True, "patch": "lane_jitter",
-        "why": "the default, each new window opened up to 10 % of linger early (a random amount): "
-        "lanes stop closing their windows together (an experiment on stream/core/window.py, "
-        "patched in the stage's process only)",
-    },
     "linger_500ms": {
         "deliverer": {"linger_ms": 500}, "consumer": {}, "warm_producer": True,
         "why": "half the window: the p99 falls by about as much if the window dominates",
@@ -87,25 +81,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "normalizer": {"poll_timeout_s": 0.1, "poll_batch": 100},
         "why": "the same, the normalizer's transaction cut at 100 records or 0.1 s",
     },
-    "pipeline_txn_100_jitter": {
-        "deliverer": {}, "consumer": {}, "warm_producer": True, "rate": 2000.0,
-        "normalizer": {"poll_timeout_s": 0.1, "poll_batch": 100}, "patch": "lane_jitter",
-        "why": "both changes: the normalizer's transaction cut at 100 records or 0.1 s, and "
-        "each window opened up to 10 % of linger early",
-    },
 }  # fmt: skip
 
 
 # -- the processes ----------------------------------------------------------------------------
 
 
-def stage_child(conn: Any, settings: Any, nice: int = 0, patch: str | None = None) -> None:
+def stage_child(conn: Any, settings: Any, nice: int = 0) -> None:
     """Child: the deliver stage until the parent says stop; then its produce-to-accept figures."""
     from stream.logs import configure
 
     configure("warning", "json")
-    if patch == "lane_jitter":
-        _jitter_windows(settings.deliverer.linger_ms / 1000 * 0.1)
     if nice:
         os.nice(nice)  # before any thread starts: each inherits it
     sends = _trace_requests()
@@ -132,31 +118,6 @@ def stage_child(conn: Any, settings: Any, nice: int = 0, patch: str | None = Non
         # CPU of the stage process over the run, as a share of one core
         "cpu_share": round((busy[3] - busy[1]) / (busy[2] - busy[0]), 3) if busy[3:] else None,
     })  # fmt: skip
-
-
-def _jitter_windows(most_s: float) -> None:
-    """Open each new window up to ``most_s`` early, a random amount (this process only).
-
-    The experiment behind the ``lane_jitter`` variant: windows of all lanes opened by the same
-    poll batch close on the same tick, every linger; with a random head start per window their
-    deadlines drift apart, and the requests stop arriving together.
-    """
-    import random
-
-    from stream.core.window import Batcher
-
-    add = Batcher.add
-    rnd = random.Random(7)
-
-    def jittered(self: Batcher, item: Any, now: float) -> Any:
-        fresh = item.lane not in self._windows
-        ready = add(self, item, now)
-        window = self._windows.get(item.lane)
-        if fresh and window is not None:
-            window.opened_at -= rnd.uniform(0.0, most_s)
-        return ready
-
-    Batcher.add = jittered  # type: ignore[method-assign]
 
 
 def _trace_requests() -> list[tuple[str, float, float]]:
@@ -349,7 +310,7 @@ def run_variant(
     nice = spec.get("nice", 0)
     if nice:
         _renice(sim, nice)
-    children = {"stage": _Child(stage_child, settings, nice, spec.get("patch"))}
+    children = {"stage": _Child(stage_child, settings, nice)}
     if pipeline:
         children["normalizer"] = _Child(normalizer_child, settings)
     children["probe"] = _Child(probe_consumer, bootstrap, names["enriched"], count)

@@ -120,8 +120,11 @@ class Deliverer(_Section):
     request_timeout_s: float = Field(30.0, gt=0)
     retry_base_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
-    max_pending: int = Field(20_000, ge=1000)
-    resume_pending: int = Field(10_000, ge=0)
+    # above what can be in flight (max_in_flight x max_events) and in open windows: a healthy
+    # stream never pauses (each pause drops librdkafka's prefetched records, and the first
+    # records after a resume come about half a second later)
+    max_pending: int = Field(40_000, ge=1000)
+    resume_pending: int = Field(20_000, ge=0)
     commit_interval_s: float = Field(2.0, gt=0)
     # a partition whose watermark advanced is committed at most this often (coalesced)
     commit_min_interval_s: float = Field(0.25, ge=0)

@@ -34,8 +34,8 @@ class CheckpointLimits:
 
     min_interval_s: float = 0.25  # between two commits: coalesces a burst of settled batches
     retry_interval_s: float = 2.0  # after a failed commit
-    max_pending: int = 20_000
-    resume_pending: int = 10_000
+    max_pending: int = 40_000
+    resume_pending: int = 20_000
 
 
 class Checkpoint:

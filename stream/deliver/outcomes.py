@@ -107,9 +107,7 @@ class Settler:
         }  # fmt: skip
         log.info("batch delivered", **delivery)
         if self._ledger_topic is not None:
-            # compacted: one record per batch, keyed by where its events came from
-            key = f"{lane.pixel_id}/{sorted(offsets.items())[0]}".encode()
-            self._produce(self._ledger_topic, key, orjson.dumps(delivery), ())
+            self._produce(self._ledger_topic, ledger_key(lane, offsets), orjson.dumps(delivery), ())
 
     def dead(self, item: Pending, failure: Failure) -> None:
         """Dead-letter one event the sender gave up on (all its destinations settle)."""
@@ -139,6 +137,19 @@ class Settler:
         self._sensor.count("dead_lettered", stage="deliver", reason=failure.reason)
         self._settlement.settle(entry)
         self._on_settled()
+
+
+def ledger_key(lane: LaneKey, offsets: dict[str, list[int]]) -> bytes:
+    """The delivery record's key: its lane and every span of offsets it carried.
+
+    The ledger topic is compacted, which keeps one record per key: the key names the
+    destination and the test code besides the pixel (Graph's and the Gateway's records of one
+    batch are two records), and every partition's first and last offset (two batches of one
+    lane never share it; the same batch delivered again after a restart replaces its record).
+    ``graph/111/-/capi.events.enriched[0]:0-99,capi.events.enriched[2]:5-80``.
+    """
+    spans = ",".join(f"{where}:{first}-{last}" for where, (first, last) in sorted(offsets.items()))
+    return f"{lane.destination}/{lane.pixel_id}/{lane.test_event_code or '-'}/{spans}".encode()
 
 
 def offset_ranges(items: Items) -> dict[str, list[int]]:

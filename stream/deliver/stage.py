@@ -135,7 +135,11 @@ class Deliverer(Lifecycle):
                 timeout_s=CALL_TIMEOUT_S,
             )  # fmt: skip
         codecs = build_codecs(s)
-        producer = StageProducer(s.producer_config(), transactional=False)
+        # the broker holds a record *batch* to the topic's max.message.bytes: no batch may be
+        # larger than one record may (librdkafka fills 1,000,000 bytes whatever the topic takes)
+        producer = StageProducer(
+            s.producer_config(**{"batch.size": max_record}), transactional=False
+        )
         client = build_client(
             max_connections=d.max_in_flight, timeout_s=d.request_timeout_s, user_agent="capi-stream"
         )

@@ -70,11 +70,6 @@ SHRUNK_LIMIT = 100_000
 PADDING = 250_000
 #: A letter that fits the lowered limit alone (less the stages' 8 KiB margin), but not twice.
 FITS_ALONE = 60_000
-BATCHED_REASON = (
-    "the stages' producers put records together in one batch of up to librdkafka's batch.size "
-    "(1,000,000 bytes), whatever the topic's max.message.bytes (the broker's limit on a batch): "
-    "records that each fit the limit the stage read are refused together"
-)
 LETTERS = AvroCodec(schemas.load("dead_letter"))
 ENRICHED = AvroCodec(schemas.load("capi_event"))
 
@@ -442,7 +437,6 @@ def test_normalize_exactly_once_survives_a_deleted_dead_letter_topic(
 # -- letters that each fit, refused together --------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=BATCHED_REASON)
 def test_deliver_letters_that_each_fit_the_topics_limit_are_not_refused_together(
     kafka_bootstrap: str, unique: Callable[[str], str]
 ) -> None:

@@ -33,11 +33,6 @@ GATEWAY_KEY = "gw-ledger-key-0123456789"
 PIXELS = ("111", "222")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ledger key is pixel and first offset only: Graph's and the Gateway's records "
-    "of the same batch share it",
-)
 def test_every_accepted_batch_of_both_destinations_has_its_own_ledger_record(
     kafka_bootstrap: str, unique: Callable[[str], str], make_topics: Callable[..., None]
 ) -> None:

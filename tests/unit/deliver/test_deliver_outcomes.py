@@ -7,8 +7,8 @@ import time
 
 from stream.core.graph_response import Accepted
 from stream.core.records import TopicPartition
-from stream.core.window import PendingEvent
-from stream.deliver.outcomes import offset_ranges, partitions
+from stream.core.window import LaneKey, PendingEvent
+from stream.deliver.outcomes import ledger_key, offset_ranges, partitions
 from tests.unit.deliver.helpers import LANE, TP, parts
 
 
@@ -51,3 +51,21 @@ def test_offset_ranges_and_partitions_of_a_batch_with_interleaved_partitions() -
     ]
     assert offset_ranges(tuple(items)) == {f"{TP.topic}[0]": [4, 9], f"{TP.topic}[1]": [38, 41]}
     assert partitions(tuple(items)) == frozenset({TP, tp1})
+
+
+def test_ledger_keys_differ_by_destination_test_code_and_spans() -> None:
+    """The compacted ledger keeps one record per key: Graph's and the Gateway's records of one
+    batch, a test lane's and two batches of one lane each have their own; the same batch again
+    has the same key."""
+    spans = {"enr[0]": [0, 99], "enr[2]": [5, 80]}
+    graph = ledger_key(LaneKey("graph", "111"), spans)
+    assert graph == b"graph/111/-/enr[0]:0-99,enr[2]:5-80"
+    assert ledger_key(LaneKey("graph", "111"), dict(reversed(spans.items()))) == graph
+    others = {
+        ledger_key(LaneKey("gateway", "111"), spans),
+        ledger_key(LaneKey("graph", "111", "TEST1"), spans),
+        ledger_key(LaneKey("graph", "111"), {"enr[0]": [0, 99], "enr[2]": [5, 81]}),
+        ledger_key(LaneKey("graph", "222"), spans),
+    }
+    assert len(others) == 4
+    assert graph not in others
