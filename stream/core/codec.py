@@ -87,7 +87,8 @@ class AvroCodec:
             buf.write(_HEADER.pack(MAGIC_BYTE, self.schema_id))
         try:
             schemaless_writer(buf, self._reader, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # OverflowError: an infinite float or a huge int in a long field
             raise EncodeError(f"record does not fit schema {self._name}: {_why(exc)}") from exc
         return buf.getvalue()
 

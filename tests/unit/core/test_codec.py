@@ -128,6 +128,14 @@ def test_encode_error_names_no_value() -> None:
     assert "secret@example.com" not in str(info.value)
 
 
+@pytest.mark.parametrize("event_time", [float("inf"), 2**70])
+def test_a_number_too_large_for_a_long_is_an_encode_error(event_time: object) -> None:
+    """An infinite float or an int past 64 bits in a long field is EncodeError, not the
+    OverflowError fastavro raises, so callers that catch EncodeError refuse the one record."""
+    with pytest.raises(EncodeError, match="does not fit"):
+        AvroCodec(RAW).encode(raw_event(event_time=event_time))
+
+
 def test_confluent_encode_needs_schema_id() -> None:
     """Writing the Confluent format without a registered id is refused."""
     with pytest.raises(EncodeError):
