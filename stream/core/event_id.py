@@ -107,9 +107,26 @@ def _dumps(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         # Only lone surrogates or non-finite numbers get here (no decoded Avro record holds
         # the former; the normalizer drops the latter); stdlib JSON still gives stable bytes.
-        return json.dumps(
-            value, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str
-        ).encode()
+        try:
+            return _stdlib_dumps(value)
+        except TypeError:
+            # keys of mixed types (a hand-built record: Avro map keys are strings) cannot be
+            # sorted; as strings they can, and the id stays a function of the content
+            return _stdlib_dumps(_string_keys(value))
+
+
+def _stdlib_dumps(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str
+    ).encode()
+
+
+def _string_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _string_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_string_keys(item) for item in value]
+    return value
 
 
 def derive_event_id(

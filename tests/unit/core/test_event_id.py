@@ -138,3 +138,12 @@ def test_unencodable_text_still_gives_a_stable_id() -> None:
     odd = derive(custom_data={"content_name": "\ud800"})
     assert odd == derive(custom_data={"content_name": "\ud800"})
     assert odd != derive()
+
+
+def test_custom_properties_with_keys_of_mixed_types_still_give_a_stable_id() -> None:
+    """Keys of mixed types (only a hand-built record has them) cannot be sorted as they are:
+    the id is still made, stable, and tells the content apart."""
+    mixed = derive(custom_data={"custom_properties": {1: "a", "b": 2}})
+    assert mixed == derive(custom_data={"custom_properties": {"b": 2, 1: "a"}})
+    assert mixed != derive(custom_data={"custom_properties": {1: "a", "b": 3}})
+    assert re.fullmatch(r"[0-9a-f]{32}", mixed)
