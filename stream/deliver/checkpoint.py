@@ -36,6 +36,8 @@ class CheckpointLimits:
     retry_interval_s: float = 2.0  # after a failed commit
     max_pending: int = 40_000
     resume_pending: int = 20_000
+    #: a flush still running after this long is said once (it holds every commit meanwhile)
+    slow_flush_s: float = 5.0
 
 
 class Checkpoint:
@@ -137,8 +139,17 @@ class Checkpoint:
     async def _flushed(self) -> None:
         if self.broken is not None:
             raise self.broken
+        flushing = asyncio.ensure_future(asyncio.to_thread(self._flush_producer))
         try:
-            await asyncio.to_thread(self._flush_producer)
+            done, _ = await asyncio.wait({flushing}, timeout=self._limits.slow_flush_s)
+            if not done:
+                # a dead letter the broker does not take yet (topic deleted, too few replicas in
+                # sync) holds every commit until the flush ends: say so instead of going quiet
+                log.warning(
+                    "dead letters not yet written; commits wait for them",
+                    waited_s=self._limits.slow_flush_s,
+                )
+            await flushing
         except KafkaError as exc:
             self.broken = exc
             raise

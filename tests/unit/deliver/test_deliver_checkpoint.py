@@ -4,8 +4,10 @@ and backpressure that pauses and resumes the owned partitions."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from structlog.testing import capture_logs
 
 from stream.core.errors import KafkaError
 from stream.core.records import TopicPartition
@@ -170,3 +172,32 @@ def test_backpressure_resumes_when_a_revoke_took_every_pending_event() -> None:
     asyncio.run(subject.revoked([TP]))
     assert not subject.paused
     assert kafka.calls[-1] == ("resume", [])  # nothing kept; the next assignment starts unpaused
+
+
+def test_a_slow_flush_is_said_once_and_the_commit_still_follows_it() -> None:
+    """A flush still running after ``slow_flush_s`` (a dead letter the broker does not take
+    yet) logs one warning; when it ends the commit goes on. A quick flush says nothing."""
+    settlement, _, _, items = parts(1)
+    assert items[0].entry is not None
+    settlement.settle(items[0].entry)
+    kafka = Kafka()
+
+    def slow_flush() -> None:
+        time.sleep(0.3)
+        kafka.calls.append("flush")
+
+    subject = Checkpoint(
+        settlement, flush=slow_flush, commit=kafka.commit, pause=kafka.pause,
+        resume=kafka.resume, limits=CheckpointLimits(slow_flush_s=0.05), on_error=lambda _: None,
+    )  # fmt: skip
+    with capture_logs() as logs:
+        assert asyncio.run(subject.commit())
+    slow = [e for e in logs if e["event"].startswith("dead letters not yet written")]
+    assert len(slow) == 1
+    assert slow[0]["log_level"] == "warning"
+    assert kafka.calls == ["flush", ("commit", {TP: 1})]
+
+    quick = Kafka()
+    with capture_logs() as logs:
+        assert asyncio.run(checkpoint(quick, parts(1)[0]).commit())
+    assert not [e for e in logs if e["event"].startswith("dead letters not yet written")]
