@@ -39,13 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from bench.common import RESULTS, kafka_broker, log, write_result
+from bench.common import BENCHMARKS, RESULTS, kafka_broker, log, write_result
 
-#: Run in this order; ``outage`` last: it kills the broker and starts it again.
-BENCHMARKS = (
-    "normalize", "deliver", "latency", "breakdown", "workers", "publish", "replay", "dlq",
-    "outage",
-)  # fmt: skip
 FULL: dict[str, dict[str, Any]] = {
     "normalize": {"events": 60_000, "rounds": 3, "stage_repeats": 1},
     "deliver": {"events": 100_000, "sdk_events": 24_000, "latencies": (50.0, 500.0)},
@@ -170,15 +165,10 @@ def _write_readme() -> None:
 
 def rerender(out_dir: Path) -> int:
     """REPORT.md from ``out_dir``'s JSON results (after a change to the report's layout)."""
-    import orjson
-
+    from bench.readme import load
     from bench.report import render
 
-    results = {
-        name: orjson.loads(path.read_bytes())
-        for name in BENCHMARKS
-        if (path := out_dir / f"{name}.json").exists()
-    }
+    results = load(out_dir)
     total = sum(r.get("seconds", 0) for r in results.values())
     plot = out_dir / "deliver_throughput.png"
     report = render(results, total, "quick" in out_dir.name, plot if plot.exists() else None)

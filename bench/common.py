@@ -40,6 +40,12 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+
+#: Run in this order; ``outage`` last: it kills the broker and starts it again.
+BENCHMARKS = (
+    "normalize", "deliver", "latency", "breakdown", "workers", "publish", "replay", "dlq",
+    "outage",
+)  # fmt: skip
 TOKEN = "bench-token"
 
 # -- inputs -----------------------------------------------------------------------------------

@@ -21,9 +21,6 @@ from bench.report import Result, goal_rows
 START = "<!-- bench:tables: written by `python -m bench` from bench/results/*.json -->"
 END = "<!-- /bench:tables -->"
 _BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-#: The benchmarks whose JSON feeds the tables, in the order they are read.
-NAMES = ("normalize", "deliver", "latency", "breakdown", "workers", "publish", "replay", "dlq",
-         "outage")  # fmt: skip
 
 
 def load(results_dir: Path | None = None) -> dict[str, Result]:
@@ -31,7 +28,7 @@ def load(results_dir: Path | None = None) -> dict[str, Result]:
     where = results_dir or common.RESULTS
     return {
         name: orjson.loads(path.read_bytes())
-        for name in NAMES
+        for name in common.BENCHMARKS
         if (path := where / f"{name}.json").exists()
     }
 

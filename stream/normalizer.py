@@ -279,8 +279,9 @@ class Normalizer:
                 # a fresh process fences this producer and re-reads from the committed offsets
                 log.error("fatal Kafka error; exiting", error=str(exc), records=len(records))
                 raise
-            since = self._aborting_since = self._aborting_since or self._monotonic()
-            if self._monotonic() - since > self._call_timeout_s:
+            if self._aborting_since is None:
+                self._aborting_since = self._monotonic()
+            if self._monotonic() - self._aborting_since > self._call_timeout_s:
                 # refused for call_timeout_s: not transient (a letter over a lowered
                 # max.message.bytes, a deleted topic); a fresh start re-reads the topics' limits
                 log.error("batch refused for call_timeout_s; exiting", error=str(exc),
