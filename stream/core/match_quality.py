@@ -238,6 +238,8 @@ def _carried(value: object) -> bool:
     if type(value) is str:
         return True  # non-empty: the caller tested truth first
     if type(value) is list or type(value) is tuple:
+        if type(value[0]) is str and value[0]:
+            return True  # the usual wire shape (non-empty: the caller tested truth first)
         return any(isinstance(item, str) and item for item in value)
     return not isinstance(value, bool | dict | str | list | tuple)
 

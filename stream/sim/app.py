@@ -223,8 +223,11 @@ class SimApp:
         keys = tuple(
             (str(e.get("event_name")), str(e.get("event_id"))) for e in events if e.get("event_id")
         )
-        arrived = plan.arrived_at or self._clock()
-        entry = JournalEntry(route.pixel_id, arrived, self._clock(), sent, keys, short)
+        now = self._clock()
+        arrived = plan.arrived_at or now
+        # the server answers once the request's latency has passed (see server.HttpServer)
+        answered = max(now, arrived + plan.delay)
+        entry = JournalEntry(route.pixel_id, arrived, answered, sent, keys, short)
         self.recorder.log(entry)
 
     def _check_token(

@@ -75,13 +75,17 @@ def _invalid(path: str, why: str) -> _Problem:
 
 def _present(value: object) -> bool:
     # docs/capi.md §3.1: empty values count as absent (SDKs drop them; so does the baseline rule).
-    if isinstance(value, list):
+    if type(value) is list:
+        if value and type(value[0]) is str and value[0]:
+            return True  # the usual wire shape, answered without the walk
         return any(v not in (None, "") for v in value)
     return value not in (None, "", {})
 
 
 def _check_hashed(key: str, value: object) -> _Problem | None:
     values = value if isinstance(value, list) else (value,)
+    if all(type(item) is str and _looks_hashed(item) for item in values):
+        return None  # the usual wire shape: every value hashed
     for item in values:
         if item is None or item == "":
             continue

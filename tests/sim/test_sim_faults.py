@@ -146,6 +146,28 @@ def test_fixed_latency_delays_every_answer(client: httpx.Client, sim: Simulator)
     assert time.monotonic() - started >= 0.15
 
 
+def test_latency_includes_the_work(sim: Simulator) -> None:
+    """The events are processed as the request arrives and the answer waits out the rest.
+
+    With the work after the wait, each large request of a burst would add its work to the wait
+    of every request behind it on the simulator's one thread.
+    """
+    sim.set_faults(FaultConfig(latency=Latency(kind="fixed", ms=3000)))
+    answers: list[httpx.Response] = []
+    with httpx.Client(base_url=sim.url, timeout=10) as http:
+        thread = threading.Thread(target=lambda: answers.append(post(http, [event(0)])))
+        started = time.monotonic()
+        thread.start()
+        deadline = started + 2.5
+        while sim.stats().accepted < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sim.stats().accepted == 1
+        assert not answers  # counted long before its answer
+        thread.join()
+    assert time.monotonic() - started >= 3.0
+    assert [a.status_code for a in answers] == [200]
+
+
 @pytest.mark.parametrize(
     ("rule", "poisoned"),
     [
