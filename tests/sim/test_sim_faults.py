@@ -266,7 +266,8 @@ def test_thirty_two_requests_in_flight_are_served_together(sim: Simulator) -> No
     for thread in threads:
         thread.join()
     assert codes == [200] * 32
-    assert time.monotonic() - started < 2.0
+    # one after another would take at least 32 x 200 ms; the margin is for a loaded machine
+    assert time.monotonic() - started < 32 * 0.2
 
 
 def test_short_receipt_counts_fewer_events_and_records_only_those(
