@@ -122,8 +122,8 @@ class SimApp:
         self.faults = FaultInjector(config.faults, clock)
         self.quality = QualityBook()
 
-    def admit(self, request: Request) -> Plan:
-        """Draw the fate of a request to an events edge.
+    def admit(self, request: Request, read_s: float = 0.0) -> Plan:
+        """Draw the fate of a request to an events edge; ``read_s`` ago its head was read.
 
         Admin and unknown paths draw nothing, so they are never faulted and never shift the
         seeded sequence.
@@ -132,7 +132,7 @@ class SimApp:
             return NO_FAULT
         if _route(request.path) is None and _QUALITY_PATH.fullmatch(request.path) is None:
             return NO_FAULT
-        return replace(self.faults.draw(), arrived_at=self._clock())
+        return replace(self.faults.draw(), arrived_at=self._clock() - read_s)
 
     def respond(self, request: Request, plan: Plan) -> Outcome:
         """The answer to ``request`` once its latency has passed, or how not to answer."""

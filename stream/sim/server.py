@@ -123,6 +123,7 @@ class HttpServer:
                 if exc.partial.strip():
                     raise _BadRequest(400, "incomplete request head") from exc
                 return  # the client closed an idle keep-alive connection
+            began = time.monotonic()  # the latency counts from here: see _answer
             if len(head) > _MAX_HEAD:
                 raise _BadRequest(431, "request head too large")
             request_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
@@ -152,19 +153,21 @@ class HttpServer:
             )
             path, _, query = target.partition("?")
             request = Request(method.upper(), path, query, headers, body)
-            if not await self._answer(request, writer, keep_alive) or not keep_alive:
+            if not await self._answer(request, writer, keep_alive, began) or not keep_alive:
                 return
 
     async def _answer(
-        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool
+        self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool, began: float
     ) -> bool:
-        """Answer one request; False when the connection must end (a hang or a reset)."""
-        began = time.monotonic()
-        plan = self.app.admit(request)
-        # The work is part of the latency, as on a server: process at once, then wait what is
-        # left of it. Waiting first and then working would add each request's work to the wait
-        # of every request behind it on this one thread, so the last of a burst of large
-        # requests would answer far later than the latency asked for.
+        """Answer one request; False when the connection must end (a hang or a reset).
+
+        ``began`` is when its head was read. The latency counts from there and the work is part
+        of it, as on a server: process at once, then wait what is left. Waiting first and then
+        working (or counting from the end of the body) would add the work of every request
+        ahead on this one thread to a request's latency, so the last of a burst of large
+        requests would answer far later than the latency asked for.
+        """
+        plan = self.app.admit(request, time.monotonic() - began)
         outcome = self.app.respond(request, plan)
         left = plan.delay - (time.monotonic() - began)
         if left > 0:
