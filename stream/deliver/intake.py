@@ -1,22 +1,23 @@
 """From a poll batch to windows: track each record, apply the rules, route it to its lanes.
 
 An enriched record is version 2 of ``capi_event.avsc`` (a version-1 record was upgraded by the
-codec): its routing fields are read, and its ``event_json`` goes into requests as is, never
-parsed here. A record that fails to decode, or that a rule of :mod:`stream.core.delivery_rules`
-refuses, is dead-lettered at once; one the Gateway filter keeps from every destination settles
-as skipped.
+codec): its routing fields are read (:mod:`stream.core.routing`: without decoding the rest), and
+its ``event_json`` goes into requests as is, never parsed here. A record that fails to decode,
+or that a rule of :mod:`stream.core.delivery_rules` refuses, is dead-lettered at once; one the
+Gateway filter keeps from every destination settles as skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from stream import schemas
 from stream.core.delivery_rules import DeliveryRules, Failure
-from stream.core.envelope import EnrichedCodec
 from stream.core.errors import DecodeError
 from stream.core.polled import Polled
 from stream.core.records import TopicPartition
+from stream.core.routing import Decoder, Routing, RoutingReader
 from stream.core.settlement import Settlement
 from stream.core.window import Batch, Batcher
 from stream.deliver.destinations import Destinations
@@ -24,9 +25,8 @@ from stream.deliver.outcomes import Settler
 from stream.deliver.stats import DelivererStats
 
 #: What the poll thread hands over per poll batch: its records as columns, and per record its
-#: decoded enriched record (the one ``Any`` of the stage: fastavro's dict) or why it could not
-#: be decoded.
-Prepared = tuple[Polled, "list[dict[str, Any] | Failure]"]
+#: routing fields (:data:`~stream.core.routing.Routing`) or why it could not be decoded.
+Prepared = tuple[Polled, "list[Routing | Failure]"]
 
 
 class Intake:
@@ -67,20 +67,18 @@ class Intake:
         dead, settle, stats = self._settler.dead_entry, self._settlement.settle, self._stats
         ready: list[Batch] = []
         consumed = 0
-        for entry, decoded, value in zip(events, decoded_all, polled.values, strict=True):
+        for entry, decoded in zip(events, decoded_all, strict=True):
             if entry is None:
                 continue  # fetched just before a revoke; the new owner reads it again
             consumed += 1
             if isinstance(decoded, Failure):
                 dead(entry, decoded)
                 continue
-            pixel, event_time = decoded["pixel_id"], decoded["event_time"]
-            event_json: bytes = decoded["event_json"]
+            pixel, event_id, event_name, event_time, source, code, event_json = decoded
             entry.pixel_id, entry.event_time = pixel, event_time
             verdict = admit(
-                pixel, decoded["event_id"], decoded["event_name"], event_time,
-                decoded["action_source"], decoded["test_event_code"], len(event_json), now,
-            )  # fmt: skip
+                pixel, event_id, event_name, event_time, source, code, len(event_json), now
+            )
             if isinstance(verdict, Failure):
                 dead(entry, verdict)
                 continue
@@ -91,16 +89,10 @@ class Intake:
                 continue
             entry.destinations = len(lanes)
             entry.lanes = lanes
-            # the envelope's last field is the event's JSON, so the record's value ends with it:
-            # keep a view of that tail (the value is kept anyway, for a dead letter), not the
-            # decoder's copy: a pending event then costs one copy of its JSON, not two
-            entry.event_json = (
-                memoryview(value)[len(value) - len(event_json) :]
-                if value is not None and value.endswith(event_json)
-                else event_json
-            )
-            entry.event_id = decoded["event_id"]
-            entry.event_name = decoded["event_name"]
+            # a view of the record value's tail (the value is kept anyway, for a dead letter)
+            entry.event_json = event_json
+            entry.event_id = event_id
+            entry.event_name = event_name
             entry.expires_at = verdict[1]
             for lane in lanes:
                 ready += add(entry, now, lane)
@@ -108,17 +100,20 @@ class Intake:
         return ready
 
 
-def preparer(codec: EnrichedCodec) -> Callable[[Polled], Prepared]:
-    """What the poll thread does per batch: decode each record (there, off the loop), or say
-    why it could not."""
-    decode = codec.decode
+def preparer(
+    codec: Decoder, schema: Mapping[str, Any] | None = None
+) -> Callable[[Polled], Prepared]:
+    """What the poll thread does per batch: read each record's routing fields (there, off the
+    loop), or say why it could not. ``schema`` is the codec's reader schema (by default
+    ``capi_event.avsc``, as :func:`stream.kafka.serde.build_codecs` makes it)."""
+    read = RoutingReader(codec, schemas.load("capi_event") if schema is None else schema).read
 
     def prepare(polled: Polled) -> Prepared:
-        decoded: list[dict[str, Any] | Failure] = []
+        decoded: list[Routing | Failure] = []
         append = decoded.append
         for value in polled.values:
             try:
-                append(decode(value or b""))
+                append(read(value or b""))
             except DecodeError as exc:
                 append(Failure(f"decode_{exc.reason}", exc.detail))
         return polled, decoded
