@@ -22,6 +22,8 @@ import orjson
 from stream.core.capi import MAX_EVENTS_PER_REQUEST
 from stream.core.window import LaneKey, Pending
 
+_OPEN, _CLOSE = ord("{"), ord("}")
+
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
     """HMAC-SHA256 of the token keyed by the app secret, lowercase hex (docs/capi.md §1.2)."""
@@ -40,7 +42,8 @@ def data_array(lane: LaneKey, items: Sequence[Pending]) -> bytes:
         if lane not in item.lanes:
             # Mixing lanes would post one pixel's events to another, or test events to production.
             raise ValueError(f"event {item.event_id} belongs to another lane")
-        if json[:1] != b"{" or json[-1:] != b"}":
+        # by index, not slice: a slice of a view is another view, made twice per event
+        if not json or json[0] != _OPEN or json[-1] != _CLOSE:
             raise ValueError(f"event {item.event_id} is not a serialized JSON object")
     return b"[" + b",".join(jsons) + b"]"
 

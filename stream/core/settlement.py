@@ -267,6 +267,38 @@ class Settlement:
             return False
         return self.settle(event)
 
+    def settle_destinations(self, events: Iterable[Unsettled | None]) -> list[Unsettled]:
+        """:meth:`settle_destination` for each of ``events`` (None and events not current are
+        passed over); the events that settled, in order.
+
+        One request's answer settles up to a thousand events: the watermark of each partition
+        they touched advances once, at the end, instead of once per event.
+        """
+        settled: list[Unsettled] = []
+        touched: list[_Partition] = []
+        last: _Partition | None = None
+        for event in events:
+            if event is None:
+                continue
+            run = event.run
+            part, slots, index = run.part, run.events, event.index
+            if not part.live or slots[index] is not event:
+                continue  # not current
+            event.destinations -= 1
+            if event.destinations > 0:
+                continue
+            slots[index] = None
+            part.pending -= 1
+            settled.append(event)
+            if part is not last:  # a batch holds runs of one partition: note where they change
+                last = part
+                touched.append(part)
+        self._pending -= len(settled)
+        for part in touched:
+            if part.runs:
+                self._advance(part)
+        return settled
+
     # -- committing --------------------------------------------------------------------------
 
     def committable(self) -> dict[TopicPartition, int]:

@@ -85,16 +85,11 @@ class Settler:
     def accepted(self, lane: LaneKey, items: Items, answer: Accepted, attempts: int) -> None:
         """Meta took ``items`` in full: settle this destination of each; the ledger record."""
         now = self._clock()
-        settle, stats = self._settlement.settle_destination, self.stats
-        latencies, delivered = stats.latencies_s, 0
-        for item in items:
-            entry = item.entry
-            if entry is not None and settle(entry):
-                delivered += 1
-                if stamp := entry.timestamp_ms:
-                    # from the enriched record's produce time to Meta's answer
-                    latencies.append(now - stamp / 1000)
-        stats.delivered += delivered
+        stats = self.stats
+        settled = self._settlement.settle_destinations([item.entry for item in items])
+        # from the enriched record's produce time to Meta's answer
+        stats.latencies_s.extend(now - e.timestamp_ms / 1000 for e in settled if e.timestamp_ms)
+        stats.delivered += len(settled)
         self._on_settled()
         self._sensor.count("events_posted", len(items), pixel=lane.pixel_id)
         self._sensor.count("events_received", answer.events_received or 0, pixel=lane.pixel_id)

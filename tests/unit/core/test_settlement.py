@@ -47,6 +47,19 @@ def test_the_worked_example() -> None:
     assert s.pending_count() == 0
 
 
+def test_a_request_answer_settles_only_the_last_destination() -> None:
+    """settle_destinations counts each event's destinations down and answers those it settled;
+    the watermark moves past all of them at once."""
+    s, e = tracked([0, 1, 2])
+    e[1].destinations = 2
+    e[0].destinations = e[2].destinations = 1
+    assert s.settle_destinations([e[0], e[1], e[2]]) == [e[0], e[2]]
+    assert s.next_offset(TP) == 1
+    assert s.settle_destinations([e[1], e[0]]) == [e[1]]  # e0 settled already: passed over
+    assert s.next_offset(TP) == 3
+    assert s.pending_count() == 0
+
+
 def test_an_event_with_two_destinations_settles_on_the_second() -> None:
     """settle_destination counts down; only the last destination settles the offset."""
     s, e = tracked([0])
@@ -148,6 +161,19 @@ class SettlementMachine(RuleBasedStateMachine):
         event = self.owed.pop(pick % len(self.owed))
         assert self.s.settle(event)
         self.model.ack(event.record.tp, event.record.offset)
+
+    @precondition(lambda self: self.owed)
+    @rule(picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=8), stale=st.booleans())
+    def settle_a_request(self, picks: list[int], stale: bool) -> None:
+        """One answer settles several events at once; stale ones (revoked since) and gaps in
+        the request (None) are passed over."""
+        chosen = [self.owed.pop(pick % len(self.owed)) for pick in picks if self.owed]
+        request: list[Unsettled | None] = [*chosen, None]
+        if stale and self.stale:
+            request.insert(len(request) // 2, self.stale[0])
+        assert self.s.settle_destinations(request) == chosen
+        for event in chosen:
+            self.model.ack(event.record.tp, event.record.offset)
 
     @rule()
     def commit(self) -> None:
