@@ -93,9 +93,29 @@ def read_v2(data: bytes) -> Routing:
     """
     if data[0] != _MARKER_BYTE:
         raise _Odd
-    pos, pixel_id = _string(data, 1)
-    pos, event_id = _string(data, pos)
-    pos, event_name = _string(data, pos)
+    # A string is a zigzag length and UTF-8. The lengths here are one byte (below 64) almost
+    # always: read inline; anything else through _string. A length past the end is caught by
+    # the next read (an IndexError), as every field here has one after it.
+    byte = data[1]
+    if byte < 0x80 and not byte & 1:
+        pos = 2 + (byte >> 1)
+        pixel_id = data[2:pos].decode()
+    else:
+        pos, pixel_id = _string(data, 1)
+    byte = data[pos]
+    if byte < 0x80 and not byte & 1:
+        end = pos + 1 + (byte >> 1)
+        event_id = data[pos + 1 : end].decode()
+        pos = end
+    else:
+        pos, event_id = _string(data, pos)
+    byte = data[pos]
+    if byte < 0x80 and not byte & 1:
+        end = pos + 1 + (byte >> 1)
+        event_name = data[pos + 1 : end].decode()
+        pos = end
+    else:
+        pos, event_name = _string(data, pos)
     event_time, pos = _long(data, pos)
     branch = data[pos]  # action_source: ["null", "string"], branch 1 is zigzag 2
     if branch == 0:
