@@ -92,6 +92,19 @@ class AvroCodec:
             raise EncodeError(f"record does not fit schema {self._name}: {_why(exc)}") from exc
         return buf.getvalue()
 
+    def header(self) -> bytes | None:
+        """What :meth:`encode` writes before the Avro body: the Confluent format's 5 bytes,
+        nothing for the schemaless format, None when this codec cannot write (no schema id)."""
+        if self.wire_format != "confluent":
+            return b""
+        if self.schema_id is None:
+            return None
+        return _HEADER.pack(MAGIC_BYTE, self.schema_id)
+
+    def writes(self, schema: Mapping[str, Any]) -> bool:
+        """Whether this codec's schema is ``schema`` (same parsing canonical form)."""
+        return _same(parse(schema), self._reader)
+
     def validate(self, record: Mapping[str, Any]) -> None:
         """Raise :class:`EncodeError` naming the fields of ``record`` that do not fit the schema."""
         try:

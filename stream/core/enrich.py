@@ -22,7 +22,7 @@ import orjson
 
 from stream.core.codec import AvroCodec
 from stream.core.dead_letter import RECORD_TOO_LARGE, dead_letter, letter_record
-from stream.core.envelope import wire_envelope
+from stream.core.envelope import WRITTEN_SCHEMA, EnvelopeWriter, wire_envelope
 from stream.core.errors import DecodeError, EncodeError
 from stream.core.frozen import slot_init
 from stream.core.normalize import NormalizeOptions, WireEvent, normalize_wire
@@ -67,6 +67,14 @@ class Enricher:
         self._dlq = dlq
         self._options = options
         self._limit = max_record_bytes
+        # the enriched body written straight from the event when the codec writes the schema
+        # the writer knows (it always does in the stage); else fastavro's path alone
+        header = enriched.header()
+        self._writer = (
+            EnvelopeWriter(header)
+            if header is not None and enriched.writes(WRITTEN_SCHEMA)
+            else None
+        )
 
     def process(self, record: Record, now: float) -> Output:
         """The output for ``record`` at time ``now`` (Unix seconds)."""
@@ -85,12 +93,19 @@ class Enricher:
         # version 2 of the enriched record: routing fields and the event's request JSON, made
         # once here from the wire object so the deliver stage only splices it
         # (stream.core.envelope)
+        source = (record.topic, record.partition, record.offset)
+        normalized_at_ms = int(now * 1000)
         try:
-            enriched = wire_envelope(
-                result, source=(record.topic, record.partition, record.offset),
-                normalized_at_ms=int(now * 1000),
+            json = orjson.dumps(result.wire)
+            value = (
+                None if self._writer is None
+                else self._writer.body(result, source, normalized_at_ms, json)
             )  # fmt: skip
-            value = self._enriched.encode(enriched)
+            if value is None:
+                enriched = wire_envelope(
+                    result, source=source, normalized_at_ms=normalized_at_ms, json=json
+                )
+                value = self._enriched.encode(enriched)
         except orjson.JSONEncodeError as exc:
             # a value JSON cannot hold (an integer past 64 bits): named by type, never quoted
             why = f"the event is not JSON-serializable: {type(exc).__name__}"
