@@ -10,41 +10,25 @@ the topic is deleted (the test broker has ``auto.create.topics.enable=false``), 
 ``max.message.bytes`` is lowered below the letter's size. (``min.insync.replicas`` above the
 replica count refuses nothing on one broker: Kafka caps the effective minimum at the replica
 count, so that case needs a cluster and is not run here.)
-
-Every refused letter is made of random base64 so that lz4 cannot shrink the batch under the
-lowered limit.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka import TopicPartition as RdTopicPartition
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    NewTopic,
-)
-from confluent_kafka.admin._resource import ResourceType
+from confluent_kafka.admin import NewTopic
 
 from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
 from stream.core.dead_letter import record_size
 from stream.core.errors import KafkaError
-from stream.core.records import Record
 from stream.deliver.stage import Deliverer
 from stream.normalizer import Normalizer
 from stream.sim import FaultConfig, PoisonRule, SimConfig, Simulator
@@ -56,123 +40,28 @@ from tests.integration.helpers import (
     produce,
     stage_names,
     stage_settings,
-    topic_records,
     wait_until,
+)
+from tests.integration.refusals import (
+    FITS_ALONE,
+    SHRUNK_LIMIT,
+    admin_client,
+    alter_topic,
+    commits_watched,
+    committed,
+    create_topics,
+    delete_topic,
+    exists,
+    letters,
+    outputs_per_source,
+    padding,
+    raw_items,
+    set_record_limit,
 )
 
 pytestmark = pytest.mark.integration
 
 TOKEN, PIXEL = "tok-dlq-refused-5e2", "4004"
-#: The dead-letter topic's lowered record limit: above the stages' floor (64 KiB + 8 KiB), so a
-#: restarted stage can still cut a letter to fit, and far below the letters made here.
-SHRUNK_LIMIT = 100_000
-#: Bytes of random base64 in a refused event's custom property (its letter keeps it whole).
-PADDING = 250_000
-#: A letter that fits the lowered limit alone (less the stages' 8 KiB margin), but not twice.
-FITS_ALONE = 60_000
-LETTERS = AvroCodec(schemas.load("dead_letter"))
-ENRICHED = AvroCodec(schemas.load("capi_event"))
-
-
-# -- the broker's refusals ------------------------------------------------------------------
-
-
-def _admin(bootstrap: str) -> AdminClient:
-    # quiet: one kept alive by a failing test's traceback would log each lost node for good
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-
-
-def create_topics(bootstrap: str, *names: str, config: dict[str, str] | None = None) -> None:
-    """One partition each: offsets then name events, and the stage's order is the input's."""
-    admin = _admin(bootstrap)  # alive until its futures are done
-    topics = [NewTopic(n, 1, 1, config=config or {}) for n in names]
-    for future in admin.create_topics(topics).values():
-        future.result(30)
-    wait_until(lambda: _exists(bootstrap, *names), 30, "the topics in the metadata")
-
-
-def _exists(bootstrap: str, *names: str) -> bool:
-    topics = _admin(bootstrap).list_topics(timeout=10).topics
-    return all(name in topics and not topics[name].error for name in names)
-
-
-def delete_topic(bootstrap: str, name: str) -> None:
-    """Delete ``name`` and wait until the broker no longer lists it."""
-    admin = _admin(bootstrap)
-    for future in admin.delete_topics([name]).values():
-        future.result(30)
-    wait_until(lambda: not _exists(bootstrap, name), 30, f"{name} to be gone")
-
-
-def set_record_limit(bootstrap: str, topic: str, limit: int) -> None:
-    """Set the topic's ``max.message.bytes`` (an operator's change to a live topic)."""
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    entry = ConfigEntry(
-        "max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET
-    )
-    resource.add_incremental_config(entry)
-    admin = _admin(bootstrap)
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(30)
-
-    def applied() -> bool:
-        entries = admin.describe_configs([resource])[resource].result(10)
-        return bool(entries["max.message.bytes"].value == str(limit))
-
-    wait_until(applied, 30, "the new max.message.bytes")
-
-
-def padding(size: int = PADDING) -> str:
-    """Incompressible text: lz4 must not bring a letter back under the lowered limit."""
-    return base64.b64encode(os.urandom(size * 3 // 4)).decode()
-
-
-# -- what the group committed, watched while the letter is refused --------------------------
-
-
-def committed(bootstrap: str, group: str, topic: str) -> int:
-    """The group's committed offset of partition 0 (0 when none; -1 when no answer)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
-    try:
-        (tp,) = consumer.committed([RdTopicPartition(topic, 0)], 10)
-        return max(tp.offset, 0)
-    except KafkaException:
-        return -1
-    finally:
-        consumer.close()
-
-
-@contextmanager
-def commits_watched(bootstrap: str, group: str, topic: str) -> Iterator[list[int]]:
-    """Sample the committed offset every 0.1 s while the block runs; yields the samples."""
-    samples: list[int] = []
-    done = threading.Event()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
-
-    def watch() -> None:
-        while not done.is_set():
-            try:
-                (tp,) = consumer.committed([RdTopicPartition(topic, 0)], 5)
-                samples.append(max(tp.offset, 0))
-            except KafkaException:
-                pass  # the coordinator did not answer this time
-            done.wait(0.1)
-
-    thread = threading.Thread(target=watch, name="commit-watch", daemon=True)
-    thread.start()
-    try:
-        yield samples
-    finally:
-        done.set()
-        thread.join(10)
-        consumer.close()
-
-
-def letters(settings: Settings) -> list[tuple[Record, dict[str, Any]]]:
-    """Every dead letter in the topic now (read_committed), decoded."""
-    return [
-        (r, LETTERS.decode(r.value or b"")) for r in topic_records(settings, settings.topics.dlq)
-    ]
 
 
 # -- the deliver stage ------------------------------------------------------------------------
@@ -312,31 +201,6 @@ def test_deliver_waits_for_a_deleted_dead_letter_topic_and_goes_on_when_it_is_ba
 
 
 # -- the normalize stage ----------------------------------------------------------------------
-
-
-def raw_items(
-    codec: AvroCodec, ids: list[str], now: int, **overrides: Any
-) -> list[tuple[bytes, bytes]]:
-    return [
-        (i.encode(), codec.encode(raw_event(event_id=i, event_time=now, **overrides))) for i in ids
-    ]
-
-
-def outputs_per_source(
-    settings: Settings,
-) -> tuple[Counter[int], list[tuple[Record, dict[str, Any]]]]:
-    """How many outputs (enriched records and normalize letters) each raw offset has; every
-    letter."""
-    per_source: Counter[int] = Counter()
-    for record in topic_records(settings, settings.topics.enriched):
-        per_source[ENRICHED.decode(record.value or b"")["source"]["offset"]] += 1
-    dead = letters(settings)
-    for _, letter in dead:
-        if letter["stage"] == "normalize":
-            per_source[letter["source"]["offset"]] += 1
-    return per_source, dead
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("processing", ["exactly_once", "at_least_once"])
 def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partition(
@@ -510,15 +374,7 @@ def test_normalize_letters_that_each_fit_the_topics_limit_are_not_refused_togeth
 
 def set_min_insync(bootstrap: str, topic: str, value: int | None) -> None:
     """Set the topic's ``min.insync.replicas`` (None: back to the cluster's default)."""
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
-    text = str(value) if value is not None else ""
-    resource.add_incremental_config(
-        ConfigEntry("min.insync.replicas", text, incremental_operation=op)
-    )
-    admin = _admin(bootstrap)
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(30)
+    alter_topic(bootstrap, topic, "min.insync.replicas", None if value is None else str(value))
 
 
 @pytest.mark.slow
@@ -535,7 +391,7 @@ def test_both_stages_wait_while_too_few_replicas_are_in_sync_and_go_on_after(
     bootstrap = kafka_cluster.bootstrap
     names = stage_names(unique)
     names["deliver_input"] = unique("enr2")  # the deliver stage's own input: no open transaction
-    admin = _admin(bootstrap)
+    admin = admin_client(bootstrap)
     topics = [NewTopic(names[n], 1, 3) for n in ("raw", "enriched", "dlq", "deliver_input")]
     for future in admin.create_topics(topics).values():
         future.result(60)
@@ -544,7 +400,7 @@ def test_both_stages_wait_while_too_few_replicas_are_in_sync_and_go_on_after(
         topic = admin.list_topics(timeout=10).topics.get(names["dlq"])
         return -1 if topic is None or 0 not in topic.partitions else topic.partitions[0].leader
 
-    wait_until(lambda: dlq_leader() >= 0 and _exists(bootstrap, *(t.topic for t in topics)),
+    wait_until(lambda: dlq_leader() >= 0 and exists(bootstrap, *(t.topic for t in topics)),
                60, "the topics' leaders")  # fmt: skip
     leader = dlq_leader()
     victim = next(node.node_id for node in kafka_cluster.nodes if node.node_id != leader)
