@@ -9,7 +9,8 @@ with a warning; whether the event may be sent at all is :mod:`stream.core.valida
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from math import isfinite as _isfinite
 from typing import Any, Final
 
 from stream.core.normalize.geo import currency_code
@@ -149,54 +150,76 @@ def custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
     }
 
 
-def _double_field(value: object, warnings: list[str]) -> float | None:
-    return _double(value, warnings)
+def _wire_copy(out: dict[str, Any], name: str, value: object) -> None:
+    # a field copied as it came (not None, not a str: those the callers put themselves): an
+    # exact list or map is pruned, as ``prune`` would, and left out when nothing remains
+    if type(value) in _SCALARS or not isinstance(value, _CONTAINERS):
+        out[name] = value
+    else:
+        pruned = prune(value)
+        if pruned is not None:
+            out[name] = pruned
 
 
-def _long_field(value: object, _warnings: list[str]) -> int | None:
-    return _long(value)
+def _flat_copy(out: dict[str, Any], name: str, value: object) -> None:
+    # a custom_data field copied as it came: ``flat_custom_data`` prunes exact lists and maps
+    # only (a subclass goes as it is)
+    if type(value) is list or type(value) is dict:
+        pruned = prune(value)
+        if pruned is not None:
+            out[name] = pruned
+    else:
+        out[name] = value
 
 
-def _strings_field(value: object, _warnings: list[str]) -> list[str] | None:
-    # _strings, pruned: a list of strings loses nothing but its emptiness
-    return _strings(value) or None
+def _wire_double(out: dict[str, Any], name: str, value: object, warnings: list[str]) -> None:
+    # _double's answer, when the value is not already a finite float (those go in directly)
+    number = _double(value, warnings)
+    if number is not None:
+        out[name] = number
 
 
-#: A content item's fields in the record's order (:func:`_content`), None for those copied as
-#: they came; the wire item is the pruned record item
-_CONTENT_FIELDS: Final = (
-    ("id", None),
-    ("quantity", _long_field),
-    ("item_price", _double_field),
-    ("delivery_category", None),
-    ("title", None),
-    ("description", None),
-    ("brand", None),
-    ("category", None),
-)
+#: A content item's text fields after ``item_price``, in the record's order (:func:`_content`)
+_CONTENT_TEXT: Final = ("delivery_category", "title", "description", "brand", "category")
 
 
 def _wire_content(item: Mapping[str, Any], warnings: list[str]) -> dict[str, Any] | None:
-    """``prune(_content(item, warnings))``, made without the record item in between."""
+    """``prune(_content(item, warnings))``, made without the record item in between.
+
+    Each field's usual type (a str, an int quantity, a finite float price) goes straight in;
+    anything else takes the check :func:`_content` makes of it.
+    """
     get = item.get
     out: dict[str, Any] = {}
-    for name, check in _CONTENT_FIELDS:
+    value = get("id")
+    if value is not None:
+        if type(value) is str:
+            out["id"] = value
+        else:
+            _wire_copy(out, "id", value)
+    value = get("quantity")
+    if value is not None:
+        if type(value) is int:
+            out["quantity"] = value
+        elif (quantity := _long(value)) is not None:
+            out["quantity"] = quantity
+    value = get("item_price")
+    if value is not None:
+        if type(value) is float and _isfinite(value):
+            out["item_price"] = value
+        else:
+            _wire_double(out, "item_price", value, warnings)
+    for name in _CONTENT_TEXT:
         value = get(name)
-        if value is None:
-            continue
-        if check is not None:
-            value = check(value, warnings)
-            if value is None:
-                continue
-        elif type(value) not in _SCALARS and isinstance(value, _CONTAINERS):
-            value = prune(value)
-            if value is None:
-                continue
-        out[name] = value
+        if value is not None:
+            if type(value) is str:
+                out[name] = value
+            else:
+                _wire_copy(out, name, value)
     return out or None
 
 
-def _contents_field(value: object, warnings: list[str]) -> list[dict[str, Any]] | None:
+def _wire_contents(value: object, warnings: list[str]) -> list[dict[str, Any]] | None:
     # the record's contents list, pruned: every Mapping item through _content, empty ones gone
     if not isinstance(value, _SEQUENCES):
         return None
@@ -209,29 +232,13 @@ def _contents_field(value: object, warnings: list[str]) -> list[dict[str, Any]] 
     return items or None
 
 
-# custom_data's fields in the record's order, each with its check (None: copied as it came):
-# the order of the warnings (and of the JSON's keys) is the one :func:`custom_data` gives. A
-# checked value is already as the wire wants it (pruned, None when nothing is left).
-_CUSTOM_DATA_FIELDS: Final[tuple[tuple[str, Callable[[Any, list[str]], object] | None], ...]] = (
-    ("value", _double_field),
-    ("currency", _currency),
-    ("net_revenue", _double_field),
-    ("content_name", None),
-    ("content_category", None),
-    ("content_ids", _strings_field),
-    ("contents", _contents_field),
-    ("content_type", None),
-    ("order_id", None),
-    ("predicted_ltv", _double_field),
-    ("num_items", _long_field),
-    ("search_string", None),
-    ("status", None),
-    ("delivery_category", None),
-    ("item_number", None),
-)
+#: custom_data's text fields, in the record's order, between the checked ones
+_TEXT_AFTER_NET_REVENUE: Final = ("content_name", "content_category")
+_TEXT_AFTER_CONTENTS: Final = ("content_type", "order_id")
+_TEXT_AFTER_NUM_ITEMS: Final = ("search_string", "status", "delivery_category", "item_number")
 
 
-def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
+def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:  # noqa: PLR0915 - one step per field, in the record's order
     """``custom_data`` as it goes on the wire: the same checks as :func:`custom_data`, absent
     fields left out, custom properties flat beside the standard fields; None when empty.
 
@@ -239,25 +246,75 @@ def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
     property test pins the two), made without the record in between:
     ``{"value": 5, "currency": " USD ", "custom_properties": {"tier": "a"}}`` →
     ``{"value": 5.0, "currency": "usd", "tier": "a"}``.
+
+    Fields are taken in the record's order, so the warnings and the JSON's keys come in the
+    order :func:`custom_data` gives them. Each field's usual type (a finite float amount, an
+    int count, a str) goes straight in; anything else takes :func:`custom_data`'s check.
     """
     if raw is None or not (type(raw) is dict or isinstance(raw, Mapping)):
         return None
     get = raw.get
     out: dict[str, Any] = {}
-    for name, check in _CUSTOM_DATA_FIELDS:
+    value = get("value")
+    if value is not None:
+        if type(value) is float and _isfinite(value):
+            out["value"] = value
+        else:
+            _wire_double(out, "value", value, warnings)
+    value = get("currency")
+    if value is not None:
+        code = _currency(value, warnings)
+        if code is not None:
+            out["currency"] = code
+    value = get("net_revenue")
+    if value is not None:
+        if type(value) is float and _isfinite(value):
+            out["net_revenue"] = value
+        else:
+            _wire_double(out, "net_revenue", value, warnings)
+    for name in _TEXT_AFTER_NET_REVENUE:
         value = get(name)
-        if value is None:
-            continue
-        if check is not None:
-            value = check(value, warnings)
-            if value is None:
-                continue
-        elif type(value) is list or type(value) is dict:
-            # flat_custom_data prunes exact lists and maps only (a subclass goes as it is)
-            value = prune(value)
-            if value is None:
-                continue
-        out[name] = value
+        if value is not None:
+            if type(value) is str:
+                out[name] = value
+            else:
+                _flat_copy(out, name, value)
+    value = get("content_ids")
+    if value:
+        ids = _strings(value)
+        if ids:
+            out["content_ids"] = ids
+    value = get("contents")
+    if value:
+        contents = _wire_contents(value, warnings)
+        if contents is not None:
+            out["contents"] = contents
+    for name in _TEXT_AFTER_CONTENTS:
+        value = get(name)
+        if value is not None:
+            if type(value) is str:
+                out[name] = value
+            else:
+                _flat_copy(out, name, value)
+    value = get("predicted_ltv")
+    if value is not None:
+        if type(value) is float and _isfinite(value):
+            out["predicted_ltv"] = value
+        else:
+            _wire_double(out, "predicted_ltv", value, warnings)
+    value = get("num_items")
+    if value is not None:
+        if type(value) is int:
+            out["num_items"] = value
+        elif (count := _long(value)) is not None:
+            out["num_items"] = count
+    for name in _TEXT_AFTER_NUM_ITEMS:
+        value = get(name)
+        if value is not None:
+            if type(value) is str:
+                out[name] = value
+            else:
+                _flat_copy(out, name, value)
     properties = get("custom_properties")
     if properties:
         for key, value in _custom_properties(properties, warnings).items():
