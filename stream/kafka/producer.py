@@ -60,7 +60,9 @@ class StageProducer:
         arm: Arm = no_deadline,
         call_timeout_s: float = 60.0,
     ) -> None:
-        self._producer = Producer(dict(config))
+        # the callback acts on failures only: librdkafka then calls it for failures only, not
+        # once per record (a Python call per record in the normalize stage's hot loop)
+        self._producer = Producer({"delivery.report.only.error": True, **config})
         self.transactional = transactional
         self._arm = arm
         self.call_timeout_s = call_timeout_s
