@@ -42,7 +42,7 @@ LAYOUT: Final = (
 _MARKER_BYTE: Final = MARKER[0]
 
 
-class _Odd(Exception):
+class NotRead(ValueError):
     """The fast path does not read this body; the codec does."""
 
 
@@ -69,7 +69,7 @@ class RoutingReader:
         if self._fast and data[:1] == MARKER:
             try:
                 return read_v2(data)
-            except (_Odd, IndexError, ValueError):
+            except (IndexError, ValueError):  # NotRead is one
                 pass  # the codec reads it, or says why it cannot
         record = self._decode(data)
         event_json: bytes = record["event_json"]
@@ -83,16 +83,16 @@ class RoutingReader:
         )  # fmt: skip
 
 
-def read_v2(data: bytes) -> Routing:
+def read_v2(data: bytes) -> Routing:  # noqa: PLR0915 - written out: the hot path
     """The routing fields of a schemaless version-2 body of :data:`LAYOUT`.
 
-    Raises :class:`IndexError` (ends early), :class:`ValueError` (not UTF-8) or an internal
-    error for anything it does not read completely; :class:`RoutingReader` then asks the codec.
-    Written out field by field (no loop, no call for a one-byte length): this runs once per
+    Raises :class:`IndexError` (ends early) or :class:`ValueError` (not UTF-8, or anything
+    else it does not read completely); :class:`RoutingReader` then asks the codec.
+    Written out field by field (no call for a one-byte length or a varint): this runs once per
     event of the stage.
     """
     if data[0] != _MARKER_BYTE:
-        raise _Odd
+        raise NotRead
     # A string is a zigzag length and UTF-8. The lengths here are one byte (below 64) almost
     # always: read inline; anything else through _string. A length past the end is caught by
     # the next read (an IndexError), as every field here has one after it.
@@ -116,33 +116,63 @@ def read_v2(data: bytes) -> Routing:
         pos = end
     else:
         pos, event_name = _string(data, pos)
-    event_time, pos = _long(data, pos)
+    byte = data[pos]  # event_time: a zigzag varint (five bytes for today's times)
+    value, shift = byte & 0x7F, 7
+    while byte >= 0x80:
+        pos += 1
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+    if value >> 64:
+        raise NotRead  # wider than a long: the codec says what it makes of it
+    event_time, pos = (value >> 1) ^ -(value & 1), pos + 1
     branch = data[pos]  # action_source: ["null", "string"], branch 1 is zigzag 2
     if branch == 0:
         action_source, pos = None, pos + 1
     elif branch == 2:
-        pos, action_source = _string(data, pos + 1)
+        byte = data[pos + 1]
+        if byte < 0x80 and not byte & 1:
+            end = pos + 2 + (byte >> 1)
+            action_source = data[pos + 2 : end].decode()
+            pos = end
+        else:
+            pos, action_source = _string(data, pos + 1)
     else:
-        raise _Odd
-    branch = data[pos]  # test_event_code: the same union
+        raise NotRead
+    branch = data[pos]  # test_event_code: the same union (null, mostly)
     if branch == 0:
         test_event_code, pos = None, pos + 1
     elif branch == 2:
         pos, test_event_code = _string(data, pos + 1)
     else:
-        raise _Odd
+        raise NotRead
     if data[pos] == 0:  # warnings: an empty array (the usual case) is one zero byte
         pos += 1
     else:
         pos = _skip_strings(data, pos)
-    pos, _ = _string(data, pos)  # source.topic: decoded only to refuse what is not UTF-8
+    byte = data[pos]  # source.topic: decoded only to refuse what is not UTF-8
+    if byte < 0x80 and not byte & 1:
+        end = pos + 1 + (byte >> 1)
+        data[pos + 1 : end].decode()
+        pos = end
+    else:
+        pos, _ = _string(data, pos)
     for _ in range(3):  # source.partition, source.offset, normalized_at: passed over
         while data[pos] >= 0x80:
             pos += 1
         pos += 1
-    size, pos = _long(data, pos)  # event_json: the last field, so the value's tail
-    if size < 0 or pos + size != len(data):
-        raise _Odd  # past the end, or bytes after it: the codec decides
+    byte = data[pos]  # event_json's length (two bytes for a usual event)
+    size, shift = byte & 0x7F, 7
+    while byte >= 0x80:
+        pos += 1
+        byte = data[pos]
+        size |= (byte & 0x7F) << shift
+        shift += 7
+    pos += 1
+    # the last field, so the value's tail: a length past the end, or bytes after it (or an odd,
+    # negative, one), and the codec decides
+    if size & 1 or pos + (size >> 1) != len(data):
+        raise NotRead
     return (
         pixel_id, event_id, event_name, event_time, action_source, test_event_code,
         memoryview(data)[pos:],
@@ -157,7 +187,7 @@ def _skip_strings(data: bytes, pos: int) -> int:
         if count == 0:
             return pos
         if count < 0:  # a block with its size in bytes (rare): the codec reads it
-            raise _Odd
+            raise NotRead
         for _ in range(count):
             pos, _ = _string(data, pos)  # decoded only to refuse what is not UTF-8
 
@@ -170,7 +200,7 @@ def _string(data: bytes, pos: int) -> tuple[int, str]:
         size, pos = _long(data, pos)
     end = pos + size
     if size < 0 or end > len(data):
-        raise _Odd
+        raise NotRead
     return end, data[pos:end].decode()
 
 
@@ -188,7 +218,7 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
             return (result >> 1) ^ -(result & 1), pos + 1
         shift += 7
         if shift > 63:
-            raise _Odd
+            raise NotRead
 
 
 def layout(schema: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

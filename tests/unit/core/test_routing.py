@@ -14,7 +14,7 @@ from stream.core.codec import AvroCodec
 from stream.core.envelope import EnrichedCodec
 from stream.core.errors import DecodeError
 from stream.core.normalize import Normalized, normalize_event
-from stream.core.routing import LAYOUT, Routing, RoutingReader, layout, read_v2
+from stream.core.routing import LAYOUT, NotRead, Routing, RoutingReader, layout, read_v2
 from tests.factories import raw_event
 
 SCHEMA = schemas.load("capi_event")
@@ -131,3 +131,28 @@ def test_the_confluent_format_takes_the_codec() -> None:
     routing = reader.read(value)
     assert plain(routing) == routing_of(record)
     assert isinstance(routing[6], memoryview)  # the tail of the value, not a copy
+
+
+def test_a_varint_wider_than_a_long_takes_the_codec() -> None:
+    """An event_time written with more than 64 bits (ten bytes, the last one large) is not read
+    by the fast path: the answer is the codec's, whatever it makes of it."""
+    record = {
+        "envelope": b"\x01", "pixel_id": "1", "event_id": "e", "event_name": "Lead",
+        "event_time": 0, "action_source": None, "test_event_code": None, "warnings": [],
+        "source": {"topic": "raw", "partition": 0, "offset": 0}, "normalized_at": 0,
+        "event_json": b"{}",
+    }  # fmt: skip
+    value = CODEC.encode(record)
+    at = value.index(b"Lead") + 4  # event_time's one byte (zero)
+    wide = value[:at] + b"\xff" * 9 + b"\x7f" + value[at + 1 :]
+    with pytest.raises(NotRead):
+        read_v2(wide)
+    try:
+        expected: tuple[Any, ...] | str = routing_of(CODEC.decode(wide))
+    except DecodeError as exc:
+        expected = exc.reason
+    try:
+        got: tuple[Any, ...] | str = plain(READER.read(wide))
+    except DecodeError as exc:
+        got = exc.reason
+    assert got == expected
