@@ -58,15 +58,17 @@ class Decoder(Protocol):
 class RoutingReader:
     """Reads :data:`Routing` from enriched values; raises the codec's DecodeError when bad."""
 
-    __slots__ = ("_decode", "_fast")
+    __slots__ = ("_decode", "fast")
 
     def __init__(self, codec: Decoder, schema: Mapping[str, Any]) -> None:
         self._decode = codec.decode
-        self._fast = codec.wire_format == "schemaless" and layout(schema) == LAYOUT
+        #: whether :func:`read_v2` may read this codec's values (a caller that reads many may
+        #: call it first, and :meth:`read` when it raises)
+        self.fast = codec.wire_format == "schemaless" and layout(schema) == LAYOUT
 
     def read(self, data: bytes) -> Routing:
         """The routing fields of one enriched value (version 2 or 1, any wire format)."""
-        if self._fast and data[:1] == MARKER:
+        if self.fast and data[:1] == MARKER:
             try:
                 return read_v2(data)
             except (IndexError, ValueError):  # NotRead is one

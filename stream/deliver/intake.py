@@ -17,7 +17,7 @@ from stream.core.delivery_rules import DeliveryRules, Failure
 from stream.core.errors import DecodeError
 from stream.core.polled import Polled
 from stream.core.records import TopicPartition
-from stream.core.routing import Decoder, Routing, RoutingReader
+from stream.core.routing import Decoder, Routing, RoutingReader, read_v2
 from stream.core.settlement import Settlement
 from stream.core.window import Batch, Batcher
 from stream.deliver.destinations import Destinations
@@ -106,16 +106,27 @@ def preparer(
     """What the poll thread does per batch: read each record's routing fields (there, off the
     loop), or say why it could not. ``schema`` is the codec's reader schema (by default
     ``capi_event.avsc``, as :func:`stream.kafka.serde.build_codecs` makes it)."""
-    read = RoutingReader(codec, schemas.load("capi_event") if schema is None else schema).read
+    reader = RoutingReader(codec, schemas.load("capi_event") if schema is None else schema)
+    read = reader.read
+    # read_v2 answers for the usual record, and raises for anything else (None included),
+    # which read then decodes in full or explains: one call per record, not two
+    first = read_v2 if reader.fast else read
 
     def prepare(polled: Polled) -> Prepared:
         decoded: list[Routing | Failure] = []
         append = decoded.append
         for value in polled.values:
             try:
-                append(read(value or b""))
-            except DecodeError as exc:
-                append(Failure(f"decode_{exc.reason}", exc.detail))
+                append(first(value))  # type: ignore[arg-type]  # None raises: see above
+            except (IndexError, ValueError, TypeError, DecodeError):
+                append(_routing_or_failure(read, value))
         return polled, decoded
 
     return prepare
+
+
+def _routing_or_failure(read: Callable[[bytes], Routing], value: bytes | None) -> Routing | Failure:
+    try:
+        return read(value or b"")
+    except DecodeError as exc:
+        return Failure(f"decode_{exc.reason}", exc.detail)

@@ -54,7 +54,7 @@ def test_the_layout_is_the_schemas() -> None:
     assert layout(SCHEMA) == LAYOUT
     changed = {**SCHEMA, "fields": [*SCHEMA["fields"][:-1], {"name": "x", "type": "long"}]}
     assert layout(changed) != LAYOUT
-    assert RoutingReader(CODEC, changed)._fast is False
+    assert RoutingReader(CODEC, changed).fast is False
 
 
 @given(envelopes)
@@ -120,7 +120,7 @@ def test_the_confluent_format_takes_the_codec() -> None:
         resolver=lambda _: SCHEMA,
     )  # fmt: skip
     reader = RoutingReader(confluent, SCHEMA)
-    assert reader._fast is False
+    assert reader.fast is False
     record = {
         "envelope": b"\x01", "pixel_id": "111", "event_id": "e1", "event_name": "Lead",
         "event_time": 5, "action_source": None, "test_event_code": "T1", "warnings": ["w"],
