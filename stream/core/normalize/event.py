@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
+from stream.core.capi import ACTION_SOURCES, max_age_s
 from stream.core.event_id import derive_event_id, given_event_id
 from stream.core.normalize import sections
 from stream.core.normalize.model import (
@@ -36,6 +37,7 @@ from stream.core.normalize.model import (
 from stream.core.normalize.text import without_format_chars
 from stream.core.normalize.user_data import avro_user_data, normalize_user_data
 from stream.core.validate import (
+    MILLISECONDS_ABOVE,
     Problem,
     check_action_source,
     check_data_processing_options,
@@ -113,6 +115,8 @@ def _derive(  # noqa: PLR0917 (a private step with the recipe's inputs in their 
     )
 
 
+#: Meta's age limit per action source (:func:`stream.core.capi.max_age_s`), looked up once
+_OLDEST: Final = {source: max_age_s(source) for source in ACTION_SOURCES}
 #: check_data_processing_options(None, None, None): most events name none of the three
 _NO_DPO: Final = (None, None, None, False)
 
@@ -140,22 +144,36 @@ def _check(raw: Mapping[str, Any], now: float, options: NormalizeOptions) -> _Ch
     if event_name is None:
         return Rejected("missing_event_name", "event_name is missing", given_id, None, pixel_id)
 
-    seconds = event_time_seconds(get("event_time"))
-    if isinstance(seconds, Problem):
-        return _rejected(seconds, given_id, event_name, pixel_id)
-    producer_time, was_milliseconds = seconds
-    action_source = check_action_source(get("action_source"))
-    if isinstance(action_source, Problem):
-        return _rejected(action_source, given_id, event_name, pixel_id)
-    event_time = check_event_time(
-        producer_time,
-        action_source,
-        now,
-        max_future_skew_s=options.max_future_skew_s,
-        age_safety_margin_s=options.age_safety_margin_s,
-    )
-    if isinstance(event_time, Problem):
-        return _rejected(event_time, given_id, event_name, pixel_id)
+    raw_time = get("event_time")
+    if type(raw_time) is int and raw_time <= MILLISECONDS_ABOVE:
+        # seconds, as nearly every producer sends them: event_time_seconds's answer, directly
+        producer_time, was_milliseconds = raw_time, False
+    else:
+        seconds = event_time_seconds(raw_time)
+        if isinstance(seconds, Problem):
+            return _rejected(seconds, given_id, event_name, pixel_id)
+        producer_time, was_milliseconds = seconds
+    action_source = get("action_source")
+    if type(action_source) is not str or action_source not in ACTION_SOURCES:
+        # not already one of the names as Meta spells them: trimmed, lowercased, checked
+        action_source = check_action_source(action_source)
+        if isinstance(action_source, Problem):
+            return _rejected(action_source, given_id, event_name, pixel_id)
+    age = now - producer_time
+    if 0 <= age <= _OLDEST[action_source] - options.age_safety_margin_s:
+        # inside the window, neither too old nor in the future: check_event_time keeps it
+        event_time = producer_time
+    else:
+        checked_time = check_event_time(
+            producer_time,
+            action_source,
+            now,
+            max_future_skew_s=options.max_future_skew_s,
+            age_safety_margin_s=options.age_safety_margin_s,
+        )
+        if isinstance(checked_time, Problem):
+            return _rejected(checked_time, given_id, event_name, pixel_id)
+        event_time = checked_time
 
     warnings: list[str] = []
     if was_milliseconds:
@@ -325,17 +343,12 @@ def normalize_wire(
     tracking = get("advertiser_tracking_enabled")
     if type(tracking) is bool:
         wire["advertiser_tracking_enabled"] = tracking
+    # positional: WireEvent is made once per event, and keywords cost a third more
     return WireEvent(
-        wire=wire,
-        event_id=checked.event_id,
-        event_id_derived=checked.derived,
-        pixel_id=checked.pixel_id,
-        event_name=checked.event_name,
-        event_time=checked.event_time,
-        action_source=checked.action_source,
-        test_event_code=sections.text(get("test_event_code")),
-        warnings=_warnings(warnings),
-    )
+        wire, checked.event_id, checked.derived, checked.pixel_id, checked.event_name,
+        checked.event_time, checked.action_source, sections.text(get("test_event_code")),
+        _warnings(warnings),
+    )  # fmt: skip
 
 
 def _put(wire: dict[str, Any], name: str, section: dict[str, Any] | None) -> None:

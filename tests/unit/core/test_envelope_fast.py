@@ -145,4 +145,18 @@ def test_the_memo_of_repeated_values_starts_over_when_full() -> None:
         if n % 997 == 0:
             record = wire_envelope(event, source=("t", 0, n), normalized_at_ms=n, json=b"{}")
             assert body == avro.encode(record)
-    assert len(writer._memo) <= 4096
+    assert max(map(len, (writer._pixels, writer._names, writer._routes))) <= 4096
+
+
+def test_one_text_as_pixel_and_as_event_name_is_written_right_both_ways() -> None:
+    """The writer remembers pixels, names and routing fields apart: a text seen first as a
+    pixel id and then as an event name (and the other way round) is written each time as its
+    field wants, header and marker only before the pixel."""
+    avro = CODECS["confluent"]
+    header = avro.header()
+    assert header is not None
+    writer = EnvelopeWriter(header)
+    for pixel_id, event_name in [("Lead", "Purchase"), ("Purchase", "Lead"), ("Lead", "Lead")]:
+        event = wire_event(pixel_id=pixel_id, event_name=event_name, action_source=pixel_id)
+        record = wire_envelope(event, source=(event_name, 1, 2), normalized_at_ms=3, json=b"{}")
+        assert writer.body(event, (event_name, 1, 2), 3, b"{}") == avro.encode(record)
