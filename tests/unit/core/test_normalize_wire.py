@@ -11,8 +11,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream.core.capi import ACTION_SOURCES
 from stream.core.normalize import (
     Normalized,
+    NormalizeOptions,
     Rejected,
     WireEvent,
     normalize_event,
@@ -22,6 +24,12 @@ from stream.core.normalize.keys import key_context
 from stream.core.normalize.phone import PHONE_CACHE_SIZE, normalize_phone
 from stream.core.normalize.sections import custom_data, wire_custom_data
 from stream.core.normalize.user_data import EMPTY_USER_DATA, avro_user_data
+from stream.core.validate import (
+    Problem,
+    check_action_source,
+    check_event_time,
+    event_time_seconds,
+)
 from stream.core.wire import flat_custom_data, prune, to_wire
 from tests.factories import full_raw_event, raw_event
 
@@ -238,3 +246,64 @@ def test_prune_is_the_plain_recursion(value: Any) -> None:
     recursion, compared by value and by type."""
     got, expected = prune(copy.deepcopy(value)), _plain_prune(copy.deepcopy(value))
     assert repr(got) == repr(expected)
+
+
+_SOURCES = sorted(ACTION_SOURCES)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    offset=st.one_of(
+        st.integers(-100, 100),
+        st.integers(-(8 * 86_400), 63 * 86_400),
+        st.sampled_from([0, 59, 60, 61, 3600, 7 * 86_400 - 3600, 7 * 86_400 - 3599]),
+    ),
+    form=st.sampled_from(["int", "float", "ms", "bool", "text", "none", "nan"]),
+    source=st.one_of(
+        st.sampled_from(_SOURCES),
+        st.sampled_from([" Website", "APP", "web", "", None, 7, ["website"], "physical_store "]),
+    ),
+    margin=st.sampled_from([0, 3600, 86_400]),
+    skew=st.sampled_from([0, 60]),
+)
+def test_event_time_and_source_are_what_the_checks_of_validate_say(
+    offset: int, form: str, source: Any, margin: int, skew: int
+) -> None:
+    """The event's time and source steps answer as event_time_seconds, check_action_source
+    and check_event_time do, in that order: the same refusal and detail, or the same time
+    (clamped, or converted from milliseconds) with the same warnings."""
+    now = NOW + 0.25  # a fraction: a clamped time is floor(now)
+    seconds = int(NOW) - offset
+    raw_time: Any = {
+        "int": seconds, "float": float(seconds), "ms": seconds * 1000 + 7, "bool": True,
+        "text": str(seconds), "none": None, "nan": math.nan,
+    }[form]  # fmt: skip
+    options = NormalizeOptions(max_future_skew_s=skew, age_safety_margin_s=margin)
+    app = {"advertiser_tracking_enabled": True, "extinfo": ["i2"] + [""] * 15}  # for "app"
+    raw = raw_event(event_time=raw_time, action_source=source, app_data=app)
+    got = normalize_wire(raw, now, options)
+    expected_time = event_time_seconds(raw_time)
+    problem: Problem | None = expected_time if isinstance(expected_time, Problem) else None
+    if problem is None:
+        assert isinstance(expected_time, tuple)
+        checked_source = check_action_source(source)
+        if isinstance(checked_source, Problem):
+            problem = checked_source
+        else:
+            clock = check_event_time(
+                expected_time[0], checked_source, now,
+                max_future_skew_s=skew, age_safety_margin_s=margin,
+            )  # fmt: skip
+            if isinstance(clock, Problem):
+                problem = clock
+    if problem is not None:
+        assert isinstance(got, Rejected)
+        assert (got.reason, got.detail) == (problem.reason, problem.detail)
+        return
+    assert isinstance(got, WireEvent), got
+    assert not isinstance(checked_source, Problem)
+    assert not isinstance(clock, Problem)
+    assert (got.event_time, got.action_source) == (clock, checked_source)
+    assert got.wire["event_time"] == clock
+    assert ("event_time_milliseconds" in got.warnings) == expected_time[1]
+    assert ("event_time_clamped" in got.warnings) == (clock != expected_time[0])
