@@ -42,26 +42,41 @@ def given_event_id(raw: object) -> str | None:
 def _canonical(value: Any) -> Any:
     """``value`` without None/empty members, lists de-duplicated and sorted; None if empty."""
     kind = type(value)
-    if kind is dict or (kind is not str and isinstance(value, Mapping)):
-        out = {}
-        for key, item in value.items():
-            if item is None or item == "":
-                continue
-            canonical = _canonical(item) if type(item) in _CONTAINERS else item
-            if canonical is not None:
-                out[key] = canonical
-        return out or None
-    if kind is list or kind is tuple:
+    if kind is list or kind is tuple:  # before the Mapping test: an ABC check costs ~0.5 µs
         if not value:
             return None
-        if all(type(item) is str for item in value):
+        if type(value[0]) is str and all(type(item) is str for item in value):
             # The common case (hashed user data, content_ids): no serialization needed to sort.
             return sorted({item for item in value if item}) or None
-        items = {_dumps(c): c for c in map(_canonical, value) if c is not None}
-        return [items[key] for key in sorted(items)] or None
+        members = [c for c in map(_canonical, value) if c is not None]
+        if len(members) < 2:
+            # nothing to sort or de-duplicate: no serialization of the member for its sort key
+            return members or None
+        items = {_dumps(c): c for c in members}
+        return [items[key] for key in sorted(items)]
+    if kind is dict or (kind is not str and isinstance(value, Mapping)):
+        # filter flat first (a content is eight fields, five of them None), recurse only where
+        # a member is a container
+        out = {key: item for key, item in value.items() if item is not None and item != ""}
+        for item in out.values():
+            if type(item) in _CONTAINERS:
+                return _canonical_members(out)
+        return out or None
     if value == "":
         return None
     return value
+
+
+def _canonical_members(out: dict[Any, Any]) -> dict[Any, Any] | None:
+    # ``out``'s containers made canonical in place, the ones left empty removed
+    for key, item in list(out.items()):
+        if type(item) in _CONTAINERS:
+            canonical = _canonical(item)
+            if canonical is None:
+                del out[key]
+            else:
+                out[key] = canonical
+    return out or None
 
 
 def _canonical_user_data(

@@ -13,10 +13,11 @@ country code's main region. The fast path answers only when it finds a valid num
 that case, replays exactly what ``parse`` would do (national prefix stripping included, and the
 prefix rewriting of Brazil's carrier codes, Argentina's mobile ``15`` or the Caribbean's
 seven-digit local numbers); anything else goes to the full library path. Property tests pin
-the two paths to the same answers. Customers repeat: every answer is memoized per value and region
-in a bounded LRU cache (:data:`PHONE_CACHE_SIZE`), and a value's finished hash is memoized too
-(:func:`stream.core.normalize.keys.normalize_and_hash`, keyed also on the event's country and
-year, so the same number in another context misses that one and finds this one).
+the two paths to the same answers. Customers repeat: :func:`normalize_phone` memoizes every
+answer per value and region in a bounded LRU cache (:data:`PHONE_CACHE_SIZE`); the ``ph`` key of
+``user_data`` calls :func:`e164_digits` itself, as its finished hash is memoized per value and
+region already (:func:`stream.core.normalize.keys.normalize_and_hash`), and a second memo would
+only cost a second look-up.
 
 Examples (default region US)::
 
@@ -236,10 +237,13 @@ def normalize_phone(value: str, default_region: str = "US") -> str | None:
     """E.164 digits without ``+`` for ``value``, or None when it is no valid number.
 
     ``"(650)555-1212"`` → ``"16505551212"``; ``"0044 20 7946 0958"`` → ``"442079460958"``.
-    Memoized: the finished hash cache (:func:`stream.core.normalize.keys.normalize_and_hash`)
-    is keyed on the event's country and year too, so the same number in another context
-    misses it; this cache answers it without phonenumbers.
+    :func:`e164_digits`, memoized (:data:`PHONE_CACHE_SIZE`).
     """
+    return e164_digits(value, default_region)
+
+
+def e164_digits(value: str, default_region: str = "US") -> str | None:
+    """:func:`normalize_phone` without its memo: ``"(650)555-1212"`` → ``"16505551212"``."""
     text = value.strip()
     if not text or len(text) > _MAX_INPUT:
         return None

@@ -20,7 +20,7 @@ from stream.core.normalize.keys import (
     WARNING_INVALID,
     KeyContext,
     hash_value,
-    key_context,
+    memo_contexts,
     normalize_and_hash,
 )
 from stream.core.normalize.text import NOT_HASHED, SHA256, hashed_shape, prepare
@@ -124,53 +124,65 @@ def normalize_user_data(
     """
     source = raw if type(raw) is dict or isinstance(raw, Mapping) else _EMPTY
     out: dict[str, Any] = {}
-    ctx: KeyContext | None = None
+    # key -> the context its values are hashed in (keys.memo_contexts), made at the first
+    # hashed key: the event's country is looked at only when there is something to hash
+    contexts: dict[str, KeyContext] | None = None
     for key, values in source.items():
         if not values:
             continue
         kind = _KIND.get(key)
-        if kind is None:
-            continue
-        if kind == _PLAIN:
+        if kind == _HASHED_LIST:  # the most common kind first: one comparison for most keys
+            if contexts is None:
+                country = source.get("country")
+                contexts = memo_contexts(
+                    current_year, default_region, event_country(country) if country else None
+                )
+            ctx = contexts[key]
+            if (
+                type(values) is list
+                and len(values) == 1
+                and (hash_external_id or key != "external_id")
+            ):
+                # The common case: one value, nothing to de-duplicate.
+                value = values[0]
+                if type(value) is str:
+                    # hash_value's path for a clear-text value, inline (one call less per
+                    # value): not blank, not 32 or 64 characters, not <64>.<appendix>
+                    trimmed = value.strip()
+                    length = len(trimmed)
+                    if length and length not in {32, 64} and (length < 66 or trimmed[64] != "."):
+                        one = normalize_and_hash(key, trimmed, ctx)
+                        if one is None:
+                            warnings.append(WARNING_INVALID[key])
+                        else:
+                            out[key] = [one]
+                        continue
+                one = hash_value(key, value, ctx, warnings)  # blank, hashed, not a string
+                if one is not None:
+                    out[key] = [one]
+                continue
+            if key == "external_id" and not hash_external_id:
+                hashed = _raw_ids(values)
+            else:
+                hashed = []
+                for value in _values(values):
+                    one = hash_value(key, value, ctx, warnings)
+                    if one is not None and one not in hashed:
+                        hashed.append(one)
+            if hashed:
+                out[key] = hashed
+        elif kind == _PLAIN:
             # _plain, with the decoded record's type looked at first
             text = (values.strip() or None) if type(values) is str else _plain(values)
             if text is not None:
                 out[key] = text
-            continue
-        if ctx is None:
-            ctx = key_context(current_year, default_region, event_country(source.get("country")))
-        if kind == _HASHED_SINGLE:
-            one = hash_value(key, values, ctx, warnings)
+        elif kind == _HASHED_SINGLE:
+            if contexts is None:
+                country = source.get("country")
+                contexts = memo_contexts(
+                    current_year, default_region, event_country(country) if country else None
+                )
+            one = hash_value(key, values, contexts[key], warnings)
             if one is not None:
                 out[key] = one
-            continue
-        if type(values) is list and len(values) == 1 and (hash_external_id or key != "external_id"):
-            # The common case: one value, nothing to de-duplicate.
-            value = values[0]
-            if type(value) is str:
-                # hash_value's path for a clear-text value, inline (one call less per value):
-                # not blank, not 32 or 64 characters, not <64>.<appendix> → normalize and hash
-                trimmed = value.strip()
-                length = len(trimmed)
-                if length and length not in {32, 64} and (length < 66 or trimmed[64] != "."):
-                    one = normalize_and_hash(key, trimmed, ctx)
-                    if one is None:
-                        warnings.append(WARNING_INVALID[key])
-                    else:
-                        out[key] = [one]
-                    continue
-            one = hash_value(key, value, ctx, warnings)  # blank, already hashed, not a string
-            if one is not None:
-                out[key] = [one]
-            continue
-        if key == "external_id" and not hash_external_id:
-            hashed = _raw_ids(values)
-        else:
-            hashed = []
-            for value in _values(values):
-                one = hash_value(key, value, ctx, warnings)
-                if one is not None and one not in hashed:
-                    hashed.append(one)
-        if hashed:
-            out[key] = hashed
     return out, list(out)
