@@ -152,14 +152,34 @@ _INT_END: Final = 1 << 31
 #: Byte forms kept per value (pixel ids, names, topics, warning lists): beyond it, start over.
 _MEMO_SIZE: Final = 4096
 _ONE_BYTE: Final = tuple(bytes((n,)) for n in range(0x80))
+#: Bounds of the varints of two to five bytes (7 bits a byte)
+_TWO_BYTES: Final = 1 << 14
+_THREE_BYTES: Final = 1 << 21
+_FOUR_BYTES: Final = 1 << 28
+_FIVE_BYTES: Final = 1 << 35
 
 
 def _long(value: int) -> bytes:
     """Avro's long: zigzag, then a little-endian base-128 varint (``-1`` → ``01``, ``64`` →
-    ``80 01``). The caller keeps ``value`` within 64 bits."""
+    ``80 01``). The caller keeps ``value`` within 64 bits.
+
+    Lengths, partitions, offsets and Unix seconds take one to five bytes, each written out in
+    one ``bytes`` call; longer values (milliseconds) take the loop.
+    """
     n = (value << 1) ^ (value >> 63)
     if n < 0x80:  # one varint byte
         return _ONE_BYTE[n]
+    if n < _TWO_BYTES:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < _THREE_BYTES:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+    if n < _FOUR_BYTES:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21))
+    if n < _FIVE_BYTES:
+        return bytes(
+            (n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80,
+             n >> 21 & 0x7F | 0x80, n >> 28)
+        )  # fmt: skip
     out = bytearray()
     while n >= 0x80:  # a varint byte with more to come
         out.append((n & 0x7F) | 0x80)
