@@ -331,18 +331,37 @@ def memo_contexts(
     return memo
 
 
+#: What :func:`normalize_and_hash` answers: the wire form of the value (None: drop it) and the
+#: warning code it records (None: none).
+Hashed = tuple[str | None, str | None]
+_BLANK: Final[Hashed] = (None, None)
+
+
 @lru_cache(maxsize=HASH_CACHE_SIZE)
-def normalize_and_hash(key: str, trimmed: str, ctx: KeyContext) -> str | None:
-    """SHA-256 of the key's normal form of ``trimmed`` (not blank, not hashed) in the context
-    ``ctx``, or None when the key's normalizer refuses it. Memoized (see
-    :data:`HASH_CACHE_SIZE`)."""
+def normalize_and_hash(key: str, value: str, ctx: KeyContext) -> Hashed:
+    """One string value of a hashed key as it came, in the context ``ctx``: what goes on the
+    wire (None to drop it) and the warning code it records (None when it records none), by the
+    rules of :func:`hash_value`. Memoized (see :data:`HASH_CACHE_SIZE`): a repeated value costs
+    one look-up, trim and shape test included."""
+    trimmed = value.strip()
+    if not trimmed:
+        return _BLANK
+    length = len(trimmed)
+    if length in (32, 64) or (length > 65 and trimmed[64] == "."):
+        shape = hashed_shape(trimmed)
+        if shape == SHA256:
+            return trimmed.lower(), None
+        if shape == MD5:
+            return trimmed.lower(), WARNING_MD5[key]
+        if shape != NOT_HASHED:
+            return trimmed, None
     normalized = _NORMALIZERS[key](trimmed, ctx)
     if not normalized:
-        return None
+        return None, WARNING_INVALID[key]
     try:  # sha256_hex, inline: this runs for every value that is not in the memo
-        return hashlib.sha256(normalized.encode()).hexdigest()
+        return hashlib.sha256(normalized.encode()).hexdigest(), None
     except UnicodeEncodeError:
-        return sha256_hex(normalized)
+        return sha256_hex(normalized), None
 
 
 def hash_value(key: str, value: object, ctx: KeyContext, warnings: list[str]) -> str | None:
@@ -361,20 +380,7 @@ def hash_value(key: str, value: object, ctx: KeyContext, warnings: list[str]) ->
         if value is not None:
             warnings.append(WARNING_INVALID[key])
         return None
-    trimmed = value.strip()
-    if not trimmed:
-        return None
-    length = len(trimmed)
-    if length in (32, 64) or (length > 65 and trimmed[64] == "."):
-        shape = hashed_shape(trimmed)
-        if shape == SHA256:
-            return trimmed.lower()
-        if shape == MD5:
-            warnings.append(WARNING_MD5[key])
-            return trimmed.lower()
-        if shape != NOT_HASHED:
-            return trimmed
-    hashed = normalize_and_hash(key, trimmed, ctx)
-    if hashed is None:
-        warnings.append(WARNING_INVALID[key])
+    hashed, warning = normalize_and_hash(key, value, ctx)
+    if warning is not None:
+        warnings.append(warning)
     return hashed

@@ -17,7 +17,6 @@ from typing import Any, Final
 from stream.core.capi import HASHED_KEYS, LEGACY_HASHED_KEYS, PLAIN_KEYS
 from stream.core.normalize.geo import country_code, country_of_hash
 from stream.core.normalize.keys import (
-    WARNING_INVALID,
     KeyContext,
     hash_value,
     memo_contexts,
@@ -143,21 +142,16 @@ def normalize_user_data(
                 and len(values) == 1
                 and (hash_external_id or key != "external_id")
             ):
-                # The common case: one value, nothing to de-duplicate.
+                # The common case: one value, nothing to de-duplicate; hash_value, inline.
                 value = values[0]
                 if type(value) is str:
-                    # hash_value's path for a clear-text value, inline (one call less per
-                    # value): not blank, not 32 or 64 characters, not <64>.<appendix>
-                    trimmed = value.strip()
-                    length = len(trimmed)
-                    if length and length not in {32, 64} and (length < 66 or trimmed[64] != "."):
-                        one = normalize_and_hash(key, trimmed, ctx)
-                        if one is None:
-                            warnings.append(WARNING_INVALID[key])
-                        else:
-                            out[key] = [one]
-                        continue
-                one = hash_value(key, value, ctx, warnings)  # blank, hashed, not a string
+                    one, warning = normalize_and_hash(key, value, ctx)
+                    if warning is not None:
+                        warnings.append(warning)
+                    if one is not None:
+                        out[key] = [one]
+                    continue
+                one = hash_value(key, value, ctx, warnings)  # not a string
                 if one is not None:
                     out[key] = [one]
                 continue
