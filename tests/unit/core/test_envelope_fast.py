@@ -11,8 +11,13 @@ from hypothesis import strategies as st
 
 from stream import schemas
 from stream.core.codec import AvroCodec
-from stream.core.envelope import WRITTEN_SCHEMA, EnvelopeWriter, wire_envelope
-from stream.core.normalize import WireEvent
+from stream.core.enrich import Enricher
+from stream.core.envelope import WRITTEN_SCHEMA, EnrichedCodec, EnvelopeWriter, wire_envelope
+from stream.core.normalize import DEFAULT_OPTIONS, WireEvent
+from stream.core.records import Record
+from tests.factories import custom_data, full_raw_event, raw_event
+
+NOW = 1_767_225_600.0 + 60
 
 text = st.one_of(
     st.sampled_from(["", "Purchase", "website", "1000000000000001", "capi.events.raw"]),
@@ -160,3 +165,41 @@ def test_one_text_as_pixel_and_as_event_name_is_written_right_both_ways() -> Non
         event = wire_event(pixel_id=pixel_id, event_name=event_name, action_source=pixel_id)
         record = wire_envelope(event, source=(event_name, 1, 2), normalized_at_ms=3, json=b"{}")
         assert writer.body(event, (event_name, 1, 2), 3, b"{}") == avro.encode(record)
+
+
+@pytest.mark.parametrize("wire", ["schemaless", "confluent"])
+def test_the_enricher_writes_what_fastavros_path_writes(wire: str) -> None:
+    """The stage's Enricher (with the codec the stage builds, EnrichedCodec) answers the same
+    records whether it writes the body directly or through fastavro: value, key, headers,
+    warnings, for events with warnings, a test code, other sources and a derived id."""
+    confluent = wire == "confluent"
+    raw = AvroCodec(
+        schemas.load("conversion_event"), wire_format=wire, schema_id=1 if confluent else None
+    )
+    enriched = EnrichedCodec(
+        schemas.load("capi_event"), schemas.load("capi_event.v1"), wire_format=wire,
+        schema_id=2 if confluent else None,
+    )  # fmt: skip
+    dlq = AvroCodec(
+        schemas.load("dead_letter"), wire_format=wire, schema_id=3 if confluent else None
+    )
+    direct = Enricher(raw, enriched, dlq, DEFAULT_OPTIONS)
+    general = Enricher(raw, enriched, dlq, DEFAULT_OPTIONS)
+    general._writer = None
+    assert direct._writer is not None
+    events = [
+        raw_event(),
+        full_raw_event(),
+        raw_event(event_id=None),
+        raw_event(test_event_code="TEST42", event_time=int(NOW * 1000)),
+        raw_event(action_source="physical_store", event_source_url=None),
+        raw_event(event_name="Lead", custom_data=custom_data(currency="zz", value=float("nan"))),
+    ]
+    for offset, event in enumerate(events):
+        record = Record("capi.events.raw", 3, offset, None, raw.encode(event))
+        got, expected = direct.process(record, NOW), general.process(record, NOW)
+        assert got.destination == "enriched", got.reason
+        assert (got.key, got.value, got.headers, got.warnings) == (
+            expected.key, expected.value, expected.headers, expected.warnings,
+        )  # fmt: skip
+    assert any(direct.process(Record("t", 0, 0, None, raw.encode(e)), NOW).warnings for e in events)
