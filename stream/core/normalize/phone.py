@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Final
 
 import phonenumbers
@@ -155,15 +155,13 @@ def _valid_nsn(info: _Region, number: str) -> str | None:
     return None
 
 
-@cache
-def _main_regions() -> dict[str, str]:
-    """Country code (digits) → its main region: ``region_code_for_country_code`` as a table
-    (the library's function is a Python call, up to three per international number)."""
-    return {
-        str(code): regions[0]
-        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
-        if regions
-    }
+#: Country code (digits) → its main region: ``region_code_for_country_code`` as a table (the
+#: library's function is a Python call, up to three per international number).
+_MAIN_REGIONS: Final[dict[str, str]] = {
+    str(code): regions[0]
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+    if regions
+}
 
 
 def _main_region(digits: str) -> tuple[str, _Region] | None:
@@ -171,10 +169,9 @@ def _main_region(digits: str) -> tuple[str, _Region] | None:
     them: codes are prefix-free, so the first 1-3 digit prefix that is a code is the one."""
     if digits[:1] == "0":
         return None  # no country code starts with 0
-    mains = _main_regions()
     for length in (1, 2, 3):
         code = digits[:length]
-        main = mains.get(code)
+        main = _MAIN_REGIONS.get(code)
         if main is not None:
             info = _region(main)  # None for non-geographic codes ("001"): the library decides
             return None if info is None else (code, info)
