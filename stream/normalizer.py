@@ -42,7 +42,7 @@ from stream.core.normalize import NormalizeOptions
 from stream.core.records import Record, TopicPartition
 from stream.core.sensors import NullSensor, Sensor
 from stream.kafka.consumer import StageConsumer
-from stream.kafka.limits import max_record_bytes
+from stream.kafka.limits import max_record_bytes, record_limits
 from stream.kafka.producer import StageProducer
 from stream.kafka.serde import build_codecs
 from stream.logs import get_logger
@@ -164,18 +164,20 @@ class Normalizer:
         arm = self._watchdog.arm
         self._last_tick = self._monotonic()
         codecs = build_codecs(s)
-        limit = self._record_limit()
+        limits = self._record_limits()
+        enriched_limit, letter_limit = limits[s.topics.enriched], limits[s.topics.dlq]
         enricher = Enricher(
-            codecs.raw, codecs.enriched, codecs.dlq, normalize_options(s), max_record_bytes=limit
-        )
+            codecs.raw, codecs.enriched, codecs.dlq, normalize_options(s),
+            max_record_bytes=enriched_limit, max_letter_bytes=letter_limit,
+        )  # fmt: skip
         consumer = StageConsumer(s.consumer_config(s.normalizer.group_id))
         self._consumer = consumer
-        producer = self._producer(limit)
+        producer = self._producer(min(enriched_limit, letter_limit))
         self._last_tick = self._monotonic()  # the start's calls each had their own deadline
         consumer.subscribe([s.topics.raw], on_assign=self._assigned, on_revoke=self._revoked)
         log.info(
             "started", mode=s.normalizer.processing, topic=s.topics.raw, worker=self.worker,
-            max_record_bytes=limit,
+            max_record_bytes=enriched_limit, max_letter_bytes=letter_limit,
         )  # fmt: skip
         idle_since = self.clock()
         # start-up is over: what exists now (schemas, clients, caches) lives as long as the
@@ -205,23 +207,24 @@ class Normalizer:
             codecs.close()
         return self.stats
 
-    def _record_limit(self) -> int:
-        """The largest output record the enriched and dead-letter topics accept (read once)."""
+    def _record_limits(self) -> dict[str, int]:
+        """The largest record the enriched and the dead-letter topic each accept (read once)."""
         s = self.settings
+        topics = [s.topics.enriched, s.topics.dlq]
         # the admin client honours its timeout: the deadline is only the backstop
         with self._watchdog.arm("reading the topics' record size limit", self._call_timeout_s + 1):
             try:
-                return max_record_bytes(
-                    s.admin_config(), s.producer_config(), [s.topics.enriched, s.topics.dlq],
-                    timeout_s=self._call_timeout_s,
-                )  # fmt: skip
+                return record_limits(
+                    s.admin_config(), s.producer_config(), topics, timeout_s=self._call_timeout_s
+                )
             except KafkaError as exc:
                 if exc.retriable or exc.fatal:
                     raise  # unreachable (a restart tries again) or a limit too small to work
                 # a broker that does not report max.message.bytes (the embedded one): the
                 # producer's own message.max.bytes still bounds every record we produce
                 log.warning("topic record size limit unknown; using the producer's", error=str(exc))
-                return max_record_bytes(s.admin_config(), s.producer_config(), [])
+                limit = max_record_bytes(s.admin_config(), s.producer_config(), [])
+                return dict.fromkeys(topics, limit)
 
     def _producer(self, max_record: int) -> StageProducer:
         s = self.settings

@@ -6,11 +6,15 @@ broker. It never raises on data: whatever the bytes, the answer is an :class:`Ou
 enriched record is version 2 of ``capi_event.avsc`` (:mod:`stream.core.envelope`): the event's
 request JSON is made here, once.
 
-Nor does it answer with an output the broker would refuse: with ``max_record_bytes`` set (from
-:func:`stream.kafka.limits.max_record_bytes`), an enriched record whose key + value + headers
-exceed it becomes a dead letter ``record_too_large``, and any dead letter over it keeps only
-bounded prefixes (:func:`stream.core.dead_letter.encode_within`). One oversized record used to
-fail the produce, crash the stage and stall its partition at every restart.
+Nor does it answer with an output the broker would refuse: with ``max_record_bytes`` set (the
+enriched topic's, from :func:`stream.kafka.limits.record_limits`), an enriched record whose key
++ value + headers exceed it becomes a dead letter ``record_too_large``, and a dead letter over
+``max_letter_bytes`` (the dead-letter topic's) keeps only bounded prefixes
+(:func:`stream.core.dead_letter.encode_within`). One oversized record used to fail the produce,
+crash the stage and stall its partition at every restart. The two limits are apart so that the
+letter of a record too large for the enriched topic keeps the whole original when the
+dead-letter topic takes it: republished once the limit is raised, not read again from the raw
+topic.
 """
 
 from __future__ import annotations
@@ -63,12 +67,14 @@ class Enricher:
         options: NormalizeOptions,
         *,
         max_record_bytes: int | None = None,
+        max_letter_bytes: int | None = None,
     ) -> None:
         self._raw = raw
         self._enriched = enriched
         self._dlq = dlq
         self._options = options
         self._limit = max_record_bytes
+        self._letter_limit = max_record_bytes if max_letter_bytes is None else max_letter_bytes
         self._headers: dict[str, tuple[tuple[str, bytes], ...]] = {}
         # the enriched body written straight from the event when the codec writes the schema
         # the writer knows (it always does in the stage); else fastavro's path alone
@@ -160,5 +166,5 @@ class Enricher:
             stage="normalize", reason=reason, message=message, record=record,
             now_ms=int(now * 1000), pixel_id=pixel_id, event_id=event_id, event_name=event_name,
         )  # fmt: skip
-        out = letter_record(letter, self._dlq.encode, self._limit)
+        out = letter_record(letter, self._dlq.encode, self._letter_limit)
         return Output("dlq", out.key, out.value, out.headers, reason=reason, pixel_id=pixel_id)

@@ -58,16 +58,38 @@ def max_record_bytes(
 ) -> int:
     """Bytes of key + value + headers a record for any of ``topics`` may have, margin taken off.
 
-    The smallest of each topic's ``max.message.bytes`` (asked of the broker once) and the
-    producer's ``message.max.bytes`` (librdkafka's default when unset), less
+    The smallest of :func:`record_limits` (the producer's own limit when ``topics`` is empty).
+    """
+    limits = record_limits(admin_config, producer_config, topics, timeout_s)
+    if limits:
+        return min(limits.values())
+    return _less_margin("producer message.max.bytes", _producer_limit(producer_config))
+
+
+def record_limits(
+    admin_config: Mapping[str, Any],
+    producer_config: Mapping[str, Any],
+    topics: Sequence[str],
+    timeout_s: float = 30.0,
+) -> dict[str, int]:
+    """Per topic, the bytes of key + value + headers a record for it may have.
+
+    The smaller of the topic's ``max.message.bytes`` (asked of the broker once for all topics)
+    and the producer's ``message.max.bytes`` (librdkafka's default when unset), less
     :data:`SAFETY_MARGIN`. A topic whose broker describes no ``max.message.bytes`` counts with
     Kafka's default. Raises :class:`KafkaError` when the broker does not answer or a topic does
-    not exist (both retriable: a restart tries again), and (fatal) when the result is below
+    not exist (both retriable: a restart tries again), and (fatal) when a limit is below
     :data:`MIN_RECORD_BYTES`.
     """
-    limits = {"producer message.max.bytes": _producer_limit(producer_config)}
-    limits.update(_topic_limits(admin_config, topics, timeout_s))
-    where, smallest = min(limits.items(), key=lambda item: item[1])
+    producer = ("producer message.max.bytes", _producer_limit(producer_config))
+    limits: dict[str, int] = {}
+    for topic, value in _topic_limits(admin_config, topics, timeout_s).items():
+        ours = (f"topic {topic} max.message.bytes", value)
+        limits[topic] = _less_margin(*min(ours, producer, key=lambda item: item[1]))
+    return limits
+
+
+def _less_margin(where: str, smallest: int) -> int:
     limit = smallest - SAFETY_MARGIN
     if limit < MIN_RECORD_BYTES:
         raise KafkaError(
@@ -113,7 +135,7 @@ def _topic_limits(
             entry = entries.get("max.message.bytes")
             reported = entry.value if entry is not None else None
             value = int(reported) if reported is not None else BROKER_DEFAULT_MAX_BYTES
-            limits[f"topic {resource.name} max.message.bytes"] = value
+            limits[resource.name] = value
     except KafkaException as exc:
         raise translate(exc, "reading the topics' max.message.bytes") from exc
     except TimeoutError as exc:

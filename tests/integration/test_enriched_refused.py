@@ -83,3 +83,7 @@ def test_normalize_an_enriched_record_the_shrunk_topic_refuses_becomes_a_letter(
         ("record_too_large", 8)
     }
     assert stage.exits, "the stage got past the record without the restart that reads the limit"
+    # the dead-letter topic kept its own limit: the letter holds the whole raw event, to be
+    # republished once the enriched topic takes it
+    ((_, letter),) = dead
+    assert letter["original_truncated"] is False

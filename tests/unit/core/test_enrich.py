@@ -120,6 +120,29 @@ def test_an_oversized_enriched_output_is_dead_lettered_with_the_sizes(codecs: Co
     assert dict(out.headers)["capi.reason"] == RECORD_TOO_LARGE.encode()
 
 
+def test_each_topic_has_its_own_limit(codecs: Codecs) -> None:
+    """The enriched topic takes 100 KB, the dead-letter topic the default: a 140 KB output is
+    record_too_large, and its letter keeps the 80 KB original whole (over the enriched limit,
+    under its own), so it can be republished once the enriched topic takes it."""
+    value = codecs.raw.encode(emails(2_000))
+    enricher = Enricher(
+        codecs.raw, codecs.enriched, codecs.dlq, DEFAULT_OPTIONS,
+        max_record_bytes=len(value), max_letter_bytes=LIMIT,
+    )  # fmt: skip
+    out = enricher.process(record(value), NOW)
+    assert (out.destination, out.reason) == ("dlq", RECORD_TOO_LARGE)
+    assert size_of(out) > len(value)  # a letter over the enriched topic's limit
+    letter = codecs.dlq.decode(out.value)
+    assert (letter["original_value"], letter["original_truncated"]) == (value, False)
+    assert f"over the {len(value)} bytes the broker accepts" in letter["message"]
+    small = Enricher(
+        codecs.raw, codecs.enriched, codecs.dlq, DEFAULT_OPTIONS,
+        max_record_bytes=LIMIT, max_letter_bytes=70_000,
+    )  # fmt: skip
+    cut = small.process(record(padded(90_000, codecs), key=None), NOW)
+    assert cut.destination == "enriched"  # the letter's limit does not bound enriched records
+
+
 def test_a_1_040_000_byte_raw_value_becomes_a_bounded_record_too_large(codecs: Codecs) -> None:
     """The issue's first trigger: a valid 1,040,000-byte event. Its output and its whole value
     are both over the limit: the letter is record_too_large with a 4 KiB prefix, length, hash."""
