@@ -106,14 +106,7 @@ def _canonical_custom_data(custom_data: Mapping[str, Any]) -> dict[str, Any] | N
         for key, value in custom_data.items()
         if value is not None and (value or type(value) not in _EMPTIABLE)
     }
-    for key, value in list(out.items()):
-        if type(value) in _CONTAINERS:
-            canonical = _canonical(value)
-            if canonical is None:
-                del out[key]
-            else:
-                out[key] = canonical
-    return out or None
+    return _canonical_members(out)
 
 
 def _dumps(value: Any) -> bytes:
