@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
@@ -30,8 +33,15 @@ from stream import schemas
 from stream.config import Settings
 from stream.core.codec import AvroCodec
 from stream.core.records import Record
-from tests.factories import raw_event
-from tests.integration.helpers import topic_records, wait_until
+from tests.factories import custom_data, raw_event
+from tests.integration.chaos import Supervised, wait_for
+from tests.integration.helpers import (
+    produce,
+    stage_names,
+    stage_settings,
+    topic_records,
+    wait_until,
+)
 
 #: The dead-letter topic's lowered record limit: above the stages' floor (64 KiB + 8 KiB), so a
 #: restarted stage can still cut a letter to fit, and far below the letters made here.
@@ -172,3 +182,64 @@ def outputs_per_source(
         if letter["stage"] == "normalize":
             per_source[letter["source"]["offset"]] += 1
     return per_source, dead
+
+
+# -- the normalize stage past a record a shrunk topic refuses ---------------------------------
+
+
+@dataclass(frozen=True)
+class PastRefusal:
+    """What a normalize stage left after :func:`normalize_past_a_shrunk_topic`."""
+
+    settings: Settings
+    per_source: Counter[int]  # outputs (enriched records and letters) per raw offset
+    dead: list[tuple[Record, dict[str, Any]]]
+    exits: list[int]  # the stage's own exits, each followed by its supervisor's restart
+
+
+def normalize_past_a_shrunk_topic(
+    bootstrap: str,
+    unique: Callable[[str], str],
+    log: Path,
+    *,
+    processing: str,
+    shrink: str,
+    **big: Any,
+) -> PastRefusal:
+    """The normalize stage (under a supervisor that restarts it when it exits) meets a record
+    the broker refuses: after five events are committed, topic ``shrink`` ("enriched" or
+    "dlq") takes at most :data:`SHRUNK_LIMIT` bytes; then six valid events arrive with, at
+    offset 8, one of 250 KB (incompressible) with the raw fields ``big``. Asserted here: the
+    stage commits nothing past offset 8 before its output is written, gets past it within
+    18 s, and then commits to the end (offset 12)."""
+    names = stage_names(unique)
+    create_topics(bootstrap, names["raw"], names["enriched"], names["dlq"])
+    settings = stage_settings(
+        bootstrap, names,
+        normalizer={"processing": processing, "poll_timeout_s": 0.2, "call_timeout_s": 6},
+    )  # fmt: skip
+    codec = AvroCodec(schemas.load("conversion_event"))
+    now = int(time.time())
+    group, raw = names["normalizer_group"], names["raw"]
+    stage = Supervised(["normalize"], settings, log)
+    stage.start()
+    try:
+        produce(bootstrap, raw, raw_items(codec, [f"a{i}" for i in range(5)], now))
+        wait_for(lambda: committed(bootstrap, group, raw) == 5, 60, "the first batch",
+                 tick=stage.ensure)  # fmt: skip
+        set_record_limit(bootstrap, names[shrink], SHRUNK_LIMIT)
+        padded = custom_data(custom_properties={"pad": padding()})
+        items = [*raw_items(codec, ["b0", "b1", "b2"], now),
+                 *raw_items(codec, ["big"], now, custom_data=padded, **big),
+                 *raw_items(codec, ["b3", "b4", "b5"], now)]  # fmt: skip
+        with commits_watched(bootstrap, group, raw) as seen:
+            produce(bootstrap, raw, items)  # offsets 5..11, the refused one at 8
+            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 18,
+                     "the stage to get past the refused record", tick=stage.ensure)  # fmt: skip
+            assert not any(o > 8 for o in seen) or letters(settings), "committed past it"
+        wait_for(lambda: committed(bootstrap, group, raw) == 12, 20, "a commit to the end",
+                 tick=stage.ensure)  # fmt: skip
+    finally:
+        stage.stop()
+    per_source, dead = outputs_per_source(settings)
+    return PastRefusal(settings, per_source, dead, list(stage.exits))

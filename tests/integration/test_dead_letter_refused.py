@@ -53,6 +53,7 @@ from tests.integration.refusals import (
     delete_topic,
     exists,
     letters,
+    normalize_past_a_shrunk_topic,
     outputs_per_source,
     padding,
     raw_items,
@@ -201,6 +202,8 @@ def test_deliver_waits_for_a_deleted_dead_letter_topic_and_goes_on_when_it_is_ba
 
 
 # -- the normalize stage ----------------------------------------------------------------------
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("processing", ["exactly_once", "at_least_once"])
 def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partition(
@@ -213,43 +216,17 @@ def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partitio
     start reads the lowered limit and cuts the letter to fit. Every raw record then has its
     output: exactly one in exactly_once, at most two (one repeat of the batch) in
     at_least_once."""
-    names = stage_names(unique)
-    create_topics(kafka_bootstrap, names["raw"], names["enriched"], names["dlq"])
-    settings = stage_settings(
-        kafka_bootstrap, names,
-        normalizer={"processing": processing, "poll_timeout_s": 0.2, "call_timeout_s": 6},
+    past = normalize_past_a_shrunk_topic(
+        kafka_bootstrap, unique, tmp_path / "normalizer.log", processing=processing,
+        shrink="dlq", pixel_id=None,
     )  # fmt: skip
-    codec = AvroCodec(schemas.load("conversion_event"))
-    now = int(time.time())
-    group, raw = names["normalizer_group"], names["raw"]
-    stage = Supervised(["normalize"], settings, tmp_path / "normalizer.log")
-    stage.start()
-    try:
-        produce(kafka_bootstrap, raw, raw_items(codec, [f"a{i}" for i in range(5)], now))
-        wait_for(lambda: committed(kafka_bootstrap, group, raw) == 5, 60, "the first batch",
-                 tick=stage.ensure)  # fmt: skip
-        set_record_limit(kafka_bootstrap, names["dlq"], SHRUNK_LIMIT)
-        bad = raw_items(codec, ["bad"], now, pixel_id=None,
-                        custom_data=custom_data(custom_properties={"pad": padding()}))  # fmt: skip
-        items = [*raw_items(codec, ["b0", "b1", "b2"], now), *bad,
-                 *raw_items(codec, ["b3", "b4", "b5"], now)]  # fmt: skip
-        with commits_watched(kafka_bootstrap, group, raw) as seen:
-            produce(kafka_bootstrap, raw, items)  # offsets 5..11, the refused one at 8
-            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 18,
-                     "the stage to get past the refused letter", tick=stage.ensure)  # fmt: skip
-            assert not any(o > 8 for o in seen) or letters(settings), "committed past it"
-        wait_for(lambda: committed(kafka_bootstrap, group, raw) == 12, 20, "a commit to the end",
-                 tick=stage.ensure)  # fmt: skip
-    finally:
-        stage.stop()
-    per_source, dead = outputs_per_source(settings)
-    assert set(per_source) == set(range(12))
+    assert set(past.per_source) == set(range(12))
     most = 1 if processing == "exactly_once" else 2
-    assert max(per_source.values()) <= most, per_source
-    assert {(letter["reason"], letter["source"]["offset"]) for _, letter in dead} == {
+    assert max(past.per_source.values()) <= most, past.per_source
+    assert {(letter["reason"], letter["source"]["offset"]) for _, letter in past.dead} == {
         ("missing_pixel_id", 8)
     }
-    for record, _ in dead:
+    for record, _ in past.dead:
         assert record_size(record.key, record.value, record.headers) <= SHRUNK_LIMIT
 
 
