@@ -8,10 +8,13 @@ generations' turns. So: move what start-up made out of every collection with ``g
 and start gen 0 every :data:`GC_GEN0_THRESHOLD` net allocations (a few thousand records); the
 cyclic garbage that can wait that long is a few MB.
 
-In the deliver stage every event's objects (record, envelope, pending event: ~10 tracked
-containers) survive the poll thread's hand-off and live until Meta answers; untuned, the
+In the deliver stage every event's objects (its settlement entry and a view of its JSON: two
+tracked objects) survive the poll thread's hand-off and live until Meta answers; untuned, the
 collector was ~30 % of the deliver path's CPU, finding no garbage. Memory stays bounded by
-``deliverer.max_pending`` as before.
+``deliverer.max_pending`` as before. What the raised threshold does hold longer is cyclic
+garbage, and httpx leaves some with every request (about forty objects in reference cycles,
+which keep the request's body when it is passed as bytes): the fewer tracked objects a stage
+makes per event, the rarer the collections, and the more sent bodies wait for one.
 """
 
 from __future__ import annotations
