@@ -37,6 +37,9 @@ class Polled:
     sources: Sequence[object]
     #: the full record of a source (made on demand: dead letters only)
     record_of: Callable[[object], Record]
+    #: how long the poll waited for these records (up to its timeout): the first of them may
+    #: have been fetched that long before the poll returned, so its window counts from then
+    waited_s: float = 0.0
 
     def __len__(self) -> int:
         return len(self.offsets)

@@ -59,9 +59,14 @@ class Intake:
     ) -> list[Batch]:
         """Track and route one poll batch; the batches that became ready (full).
 
-        Records of the partitions in ``skip`` (being revoked) are left out: not tracked.
+        Records of the partitions in ``skip`` (being revoked) are left out: not tracked. A
+        window this batch opens counts its linger from when the poll began to wait for it
+        (:attr:`Polled.waited_s` before ``now``), not from ``now``: the batch's first record
+        may have come that long before, and a window's first event is the one that waits
+        longest.
         """
         polled, decoded_all = prepared
+        opened = now - polled.waited_s
         events = self._settlement.track(polled, now, skip)
         admit, lanes_of, add = self._rules.admit, self._destinations.lanes, self._batcher.add
         dead, settle, stats = self._settler.dead_entry, self._settlement.settle, self._stats
@@ -95,7 +100,7 @@ class Intake:
             entry.event_name = event_name
             entry.expires_at = verdict[1]
             for lane in lanes:
-                ready += add(entry, now, lane)
+                ready += add(entry, opened, lane)
         stats.consumed += consumed
         return ready
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -110,14 +111,16 @@ class StageConsumer:
         The same records as :meth:`poll` (partition-EOF notices skipped, other errors raise),
         without a :class:`Record` made per record: the deliver stage's hot path.
         """
+        began = time.monotonic()
         try:
             messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
         except KafkaException as exc:
             raise translate(exc, "consuming") from exc
+        waited_s = time.monotonic() - began
         errors = [msg.error() for msg in messages]
         if errors.count(None) != len(errors):
             messages = [msg for msg, err in zip(messages, errors, strict=True) if not _eof(err)]
-        return to_polled(messages) if messages else None
+        return to_polled(messages, waited_s) if messages else None
 
     def assigned(self) -> set[TopicPartition]:
         """The partitions librdkafka has assigned to this consumer now (local, no broker call)."""

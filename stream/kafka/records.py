@@ -30,7 +30,7 @@ def to_record(msg: Message) -> Record:
     )
 
 
-def to_polled(messages: list[Message]) -> Polled:
+def to_polled(messages: list[Message], waited_s: float = 0.0) -> Polled:
     """The columns of consumed messages (none carrying an error), one comprehension per field.
 
     The full :class:`Record` of a message is made only when asked for (a dead letter); each
@@ -45,6 +45,7 @@ def to_polled(messages: list[Message]) -> Polled:
         timestamps_ms=[None if kind == TIMESTAMP_NOT_AVAILABLE else ts for kind, ts in stamps],
         sources=messages,
         record_of=_record_of,
+        waited_s=waited_s,
     )
 
 

@@ -3,6 +3,7 @@ or dead letters, with one object per event."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import orjson
@@ -67,3 +68,22 @@ def test_a_poll_batch_becomes_windows_and_dead_letters() -> None:
     )
     assert [e["event_id"] for e in orjson.loads(body)["data"]] == ["e0", "e3"]
     assert settlement.pending_count() == 2
+
+
+def test_a_window_counts_its_linger_from_when_the_poll_began_to_wait() -> None:
+    """A poll that waited 40 ms for its records hands over a first event that may have come
+    40 ms ago: the window it opens is due 40 ms sooner than linger after the hand-over."""
+    now = time.time()
+    settlement, settler, _, _ = parts(0)
+    batcher = Batcher(linger_s=1.0)  # no head start: the deadline is exactly linger's
+    intake = Intake(
+        settlement, rules=DeliveryRules(), destinations=Destinations(
+            names=("graph",), credentials=Credentials()), batcher=batcher, settler=settler,
+        stats=DelivererStats(),
+    )  # fmt: skip
+    records = [Record(TP.topic, TP.partition, 0, None, value("e0", now))]
+    polled = dataclasses.replace(Polled.of(records), waited_s=0.04)
+    intake.ingest(preparer(CODEC)(polled), now)
+    assert batcher.next_deadline() == now - 0.04 + 1.0
+    assert batcher.due(now + 0.95) == []
+    assert len(batcher.due(now + 0.96)) == 1
