@@ -37,8 +37,9 @@ from bench.common import SimProcess, bench_settings, create_topics, in_child, lo
 #: to the first component with a part in its file name or its name.
 COMPONENTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("Kafka client calls (confluent_kafka)", ("/confluent_kafka/",), ("cimpl",)),
-    ("Avro (fastavro via stream/core/codec, envelope)",
-     ("fastavro", "core/codec.py", "core/envelope.py", "core/avro_prefix.py"), ("fastavro",)),
+    ("Avro (fastavro via stream/core/codec; envelope writer, routing and prefix readers)",
+     ("fastavro", "core/codec.py", "core/envelope.py", "core/avro_prefix.py", "core/routing.py"),
+     ("fastavro",)),
     ("phone parsing (phonenumbers)", ("/phonenumbers/",), ()),
     ("SHA-256 (hashlib)", ("hashlib",), ("sha256", "openssl")),
     ("JSON (orjson)", (), ("orjson",)),
