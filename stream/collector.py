@@ -12,9 +12,10 @@ In the deliver stage every event's objects (its settlement entry and a view of i
 tracked objects) survive the poll thread's hand-off and live until Meta answers; untuned, the
 collector was ~30 % of the deliver path's CPU, finding no garbage. Memory stays bounded by
 ``deliverer.max_pending`` as before. What the raised threshold does hold longer is cyclic
-garbage, and httpx leaves some with every request (about forty objects in reference cycles,
-which keep the request's body when it is passed as bytes): the fewer tracked objects a stage
-makes per event, the rarer the collections, and the more sent bodies wait for one.
+garbage, and httpx leaves some with every request (about forty objects in reference cycles):
+the fewer tracked objects a stage makes per event, the rarer the collections. Those cycles
+would keep each sent body (up to ~1 MB) too, so the HTTP sink hands httpx a stream that lets
+the body go once sent (:mod:`stream.sinks.http`).
 """
 
 from __future__ import annotations
