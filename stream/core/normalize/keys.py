@@ -332,18 +332,24 @@ def memo_contexts(
     return memo
 
 
-#: What :func:`normalize_and_hash` answers: the wire form of the value (None: drop it) and the
-#: warning code it records (None: none).
+#: What :func:`normalize_and_hash` answers: the wire form of the value alone (a str) when it
+#: records no warning, as nearly every value; otherwise the pair (wire form, None: drop it;
+#: warning code, None: none). A bare string is one object less per memo entry: on a cold or
+#: churning memo each entry lives long enough for the cyclic collector to walk it, and a
+#: string (unlike a tuple) is never tracked.
 Hashed = tuple[str | None, str | None]
 _BLANK: Final[Hashed] = (None, None)
+#: (None, "<key>_invalid_dropped") per key: a refused value's answer, made once
+_REFUSED: Final[dict[str, Hashed]] = {key: (None, code) for key, code in WARNING_INVALID.items()}
 
 
 @lru_cache(maxsize=HASH_CACHE_SIZE)
-def normalize_and_hash(key: str, value: str, ctx: KeyContext) -> Hashed:
+def normalize_and_hash(key: str, value: str, ctx: KeyContext) -> str | Hashed:
     """One string value of a hashed key as it came, in the context ``ctx``: what goes on the
-    wire (None to drop it) and the warning code it records (None when it records none), by the
-    rules of :func:`hash_value`. Memoized (see :data:`HASH_CACHE_SIZE`): a repeated value costs
-    one look-up, trim and shape test included."""
+    wire, by the rules of :func:`hash_value`; a str when it records no warning, else the pair
+    (wire form or None to drop it, warning code or None). Memoized (see
+    :data:`HASH_CACHE_SIZE`): a repeated value costs one look-up, trim and shape test
+    included."""
     trimmed = value.strip()
     if not trimmed:
         return _BLANK
@@ -351,18 +357,18 @@ def normalize_and_hash(key: str, value: str, ctx: KeyContext) -> Hashed:
     if length in (32, 64) or (length > 65 and trimmed[64] == "."):
         shape = hashed_shape(trimmed)
         if shape == SHA256:
-            return trimmed.lower(), None
+            return trimmed.lower()
         if shape == MD5:
             return trimmed.lower(), WARNING_MD5[key]
         if shape != NOT_HASHED:
-            return trimmed, None
+            return trimmed
     normalized = _NORMALIZERS[key](trimmed, ctx)
     if not normalized:
-        return None, WARNING_INVALID[key]
+        return _REFUSED[key]
     try:  # sha256_hex, inline: this runs for every value that is not in the memo
-        return hashlib.sha256(normalized.encode()).hexdigest(), None
+        return hashlib.sha256(normalized.encode()).hexdigest()
     except UnicodeEncodeError:
-        return sha256_hex(normalized), None
+        return sha256_hex(normalized)
 
 
 def hash_value(key: str, value: object, ctx: KeyContext, warnings: list[str]) -> str | None:
@@ -381,7 +387,10 @@ def hash_value(key: str, value: object, ctx: KeyContext, warnings: list[str]) ->
         if value is not None:
             warnings.append(WARNING_INVALID[key])
         return None
-    hashed, warning = normalize_and_hash(key, value, ctx)
+    answer = normalize_and_hash(key, value, ctx)
+    if isinstance(answer, str):
+        return answer
+    hashed, warning = answer
     if warning is not None:
         warnings.append(warning)
     return hashed

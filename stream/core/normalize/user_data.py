@@ -145,7 +145,11 @@ def normalize_user_data(
                 # The common case: one value, nothing to de-duplicate; hash_value, inline.
                 value = values[0]
                 if type(value) is str:
-                    one, warning = normalize_and_hash(key, value, ctx)
+                    answer = normalize_and_hash(key, value, ctx)
+                    if isinstance(answer, str):
+                        out[key] = [answer]
+                        continue
+                    one, warning = answer
                     if warning is not None:
                         warnings.append(warning)
                     if one is not None:
