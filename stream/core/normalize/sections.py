@@ -9,7 +9,7 @@ with a warning; whether the event may be sent at all is :mod:`stream.core.valida
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from math import isfinite as _isfinite
 from typing import Any, Final
 
@@ -238,27 +238,7 @@ _TEXT_AFTER_CONTENTS: Final = ("content_type", "order_id")
 _TEXT_AFTER_NUM_ITEMS: Final = ("search_string", "status", "delivery_category", "item_number")
 
 
-def _amount(out: dict[str, Any], name: str, value: object, warnings: list[str]) -> None:
-    # a finite float goes straight in; anything else takes custom_data's check
-    if value is not None:
-        if type(value) is float and _isfinite(value):
-            out[name] = value
-        else:
-            _wire_double(out, name, value, warnings)
-
-
-def _texts(out: dict[str, Any], get: Callable[[str], object], names: tuple[str, ...]) -> None:
-    # a str goes straight in; anything else takes custom_data's check
-    for name in names:
-        value = get(name)
-        if value is not None:
-            if type(value) is str:
-                out[name] = value
-            else:
-                _flat_copy(out, name, value)
-
-
-def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
+def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:  # noqa: PLR0915
     """``custom_data`` as it goes on the wire: the same checks as :func:`custom_data`, absent
     fields left out, custom properties flat beside the standard fields; None when empty.
 
@@ -275,14 +255,32 @@ def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
         return None
     get = raw.get
     out: dict[str, Any] = {}
-    _amount(out, "value", get("value"), warnings)
+    # each field's check written out in place (amounts: a finite float goes straight in; texts:
+    # a str does): a helper's call costs more than its usual work
+    value = get("value")
+    if value is not None:
+        if type(value) is float and _isfinite(value):
+            out["value"] = value
+        else:
+            _wire_double(out, "value", value, warnings)
     value = get("currency")
     if value is not None:
         code = _currency(value, warnings)
         if code is not None:
             out["currency"] = code
-    _amount(out, "net_revenue", get("net_revenue"), warnings)
-    _texts(out, get, _TEXT_AFTER_NET_REVENUE)
+    value = get("net_revenue")
+    if value is not None:
+        if type(value) is float and _isfinite(value):
+            out["net_revenue"] = value
+        else:
+            _wire_double(out, "net_revenue", value, warnings)
+    for name in _TEXT_AFTER_NET_REVENUE:
+        value = get(name)
+        if value is not None:
+            if type(value) is str:
+                out[name] = value
+            else:
+                _flat_copy(out, name, value)
     value = get("content_ids")
     if value:
         ids = _strings(value)
@@ -293,15 +291,32 @@ def wire_custom_data(raw: object, warnings: list[str]) -> dict[str, Any] | None:
         contents = _wire_contents(value, warnings)
         if contents is not None:
             out["contents"] = contents
-    _texts(out, get, _TEXT_AFTER_CONTENTS)
-    _amount(out, "predicted_ltv", get("predicted_ltv"), warnings)
+    for name in _TEXT_AFTER_CONTENTS:
+        value = get(name)
+        if value is not None:
+            if type(value) is str:
+                out[name] = value
+            else:
+                _flat_copy(out, name, value)
+    value = get("predicted_ltv")
+    if value is not None:
+        if type(value) is float and _isfinite(value):
+            out["predicted_ltv"] = value
+        else:
+            _wire_double(out, "predicted_ltv", value, warnings)
     value = get("num_items")
     if value is not None:
         if type(value) is int:
             out["num_items"] = value
         elif (count := _long(value)) is not None:
             out["num_items"] = count
-    _texts(out, get, _TEXT_AFTER_NUM_ITEMS)
+    for name in _TEXT_AFTER_NUM_ITEMS:
+        value = get(name)
+        if value is not None:
+            if type(value) is str:
+                out[name] = value
+            else:
+                _flat_copy(out, name, value)
     properties = get("custom_properties")
     if properties:
         for key, value in _custom_properties(properties, warnings).items():
