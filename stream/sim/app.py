@@ -135,7 +135,8 @@ class SimApp:
         return replace(self.faults.draw(), arrived_at=self._clock() - read_s)
 
     def respond(self, request: Request, plan: Plan) -> Outcome:
-        """The answer to ``request`` once its latency has passed, or how not to answer."""
+        """The answer to ``request``, or how not to answer; made as it arrives (the server
+        sends it once the request's latency has passed)."""
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)
         if _QUALITY_PATH.fullmatch(request.path) is not None:
