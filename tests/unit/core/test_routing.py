@@ -49,6 +49,20 @@ def plain(routing: Routing) -> tuple[Any, ...]:
     return (*routing[:6], bytes(routing[6]))
 
 
+def answers(value: bytes) -> tuple[tuple[Any, ...] | str, tuple[Any, ...] | str]:
+    """The reader's answer and the codec's for ``value``: its routing fields, or the reason of
+    the DecodeError."""
+    try:
+        expected: tuple[Any, ...] | str = routing_of(CODEC.decode(value))
+    except DecodeError as exc:
+        expected = exc.reason
+    try:
+        got: tuple[Any, ...] | str = plain(READER.read(value))
+    except DecodeError as exc:
+        got = exc.reason
+    return got, expected
+
+
 def test_the_layout_is_the_schemas() -> None:
     """The fast path is on for the schema as shipped (a changed schema turns it off, not wrong)."""
     assert layout(SCHEMA) == LAYOUT
@@ -83,14 +97,7 @@ def test_damaged_bodies_answer_what_the_codec_answers(record: dict[str, Any], da
     else:
         at = data.draw(st.integers(1, len(value) - 1))
         damaged = value[:at] + bytes([data.draw(st.integers(0, 255))]) + value[at + 1 :]
-    try:
-        expected: tuple[Any, ...] | str = routing_of(CODEC.decode(damaged))
-    except DecodeError as exc:
-        expected = exc.reason
-    try:
-        got: tuple[Any, ...] | str = plain(READER.read(damaged))
-    except DecodeError as exc:
-        got = exc.reason
+    got, expected = answers(damaged)
     assert got == expected
 
 
@@ -147,12 +154,5 @@ def test_a_varint_wider_than_a_long_takes_the_codec() -> None:
     wide = value[:at] + b"\xff" * 9 + b"\x7f" + value[at + 1 :]
     with pytest.raises(NotRead):
         read_v2(wide)
-    try:
-        expected: tuple[Any, ...] | str = routing_of(CODEC.decode(wide))
-    except DecodeError as exc:
-        expected = exc.reason
-    try:
-        got: tuple[Any, ...] | str = plain(READER.read(wide))
-    except DecodeError as exc:
-        got = exc.reason
+    got, expected = answers(wide)
     assert got == expected
