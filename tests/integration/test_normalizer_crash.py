@@ -42,6 +42,11 @@ def _committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3
         consumer.close()
 
 
+def _started(log: Path) -> int:
+    """How many stage processes logged their start (their signal handlers were in by then)."""
+    return log.read_text().count('"event":"started"') if log.exists() else 0
+
+
 def _names(unique: Callable[[str], str]) -> dict[str, str]:
     return stage_names(unique)
 
@@ -84,8 +89,12 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
         elif proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # it finished everything before the kill
         proc.wait(60)
+    starts = _started(log)
     final = start_stage(["normalize"], settings, log)
     try:
+        # its SIGTERM must come after its handler is in: the last run may have left nothing to
+        # do, and a stop signal during the start ends the process with -15 (as it should)
+        wait_until(lambda: _started(log) > starts, 60, "the final stage's start")
         # dead members keep their partitions until their session times out; wait on the outcome
         wait_until(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 180, "the rest")
     finally:
