@@ -29,7 +29,7 @@ from stream.core.codec import AvroCodec
 from stream.core.records import Record
 from stream.sim import Simulator
 from tests.factories import raw_event
-from tests.integration.helpers import read_all, start_stage
+from tests.integration.helpers import read_all, start_stage, started_lines, stop_code
 
 #: Raw PII the publisher puts in every event (raw_event's defaults) and forms it may take.
 PII = ("john_smith@gmail.com", "John_Smith@Gmail.com", "6505551212", "650) 555-1212", "555-1212")
@@ -63,8 +63,10 @@ class Supervised:
     starts: int = 0
     kills: int = 0
     exits: list[int] = field(default_factory=list)
+    _starts_logged: int = 0  # the log's ``started`` lines when the running process began
 
     def start(self) -> None:
+        self._starts_logged = started_lines(self.log)
         self.proc = start_stage(self.command, self.settings, self.log)
         self.starts += 1
 
@@ -96,7 +98,7 @@ class Supervised:
             self.proc.kill()
             rc = self.proc.wait(30)
         self.proc = None
-        return rc
+        return stop_code(rc, self.log, self._starts_logged)
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

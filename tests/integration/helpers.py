@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -112,6 +113,7 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None, idle_s: fl
     records: list[Record] = []
     deadline = time.monotonic() + timeout_s
     last = time.monotonic()
+    assigned = False
     try:
         while time.monotonic() < deadline:
             msgs = consumer.consume(500, 0.5)
@@ -119,12 +121,30 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None, idle_s: fl
             records.extend(got)
             if got:
                 last = time.monotonic()
+            if not assigned:  # idle counts from the group's assignment, not from the join's start
+                assigned = bool(consumer.assignment())
+                last = time.monotonic()
             reached = expected is None or len(records) >= expected
             if reached and time.monotonic() - last > idle_s:
                 break
     finally:
         consumer.close()
     return records
+
+
+def started_lines(log: Path) -> int:
+    """How many stage processes logged ``started`` into ``log`` (their signal handlers are in
+    by then: a stop signal before that ends a process with -SIGTERM, as it should)."""
+    return log.read_text(errors="replace").count('"event":"started"') if log.exists() else 0
+
+
+def stop_code(code: int, log: Path, starts_before: int) -> int:
+    """``code`` of a stage process stopped with SIGTERM, as 0 when it ended by the signal's
+    default action before it logged its start (``starts_before``: the count when it began):
+    a supervisor restarted it just before the stop, and it had nothing to drain yet."""
+    if code == -signal.SIGTERM and started_lines(log) == starts_before:
+        return 0
+    return code
 
 
 def start_stage(command: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:

@@ -211,7 +211,8 @@ def normalize_past_a_shrunk_topic(
     "dlq") takes at most :data:`SHRUNK_LIMIT` bytes; then six valid events arrive with, at
     offset 8, one of 250 KB (incompressible) with the raw fields ``big``. Asserted here: the
     stage commits nothing past offset 8 before its output is written, gets past it within
-    18 s, and then commits to the end (offset 12)."""
+    40 s (a refused batch is retried for call_timeout_s, 6 s, then the restarted process must
+    import, join and write; a stall never gets past), and then commits to the end (offset 12)."""
     names = stage_names(unique)
     create_topics(bootstrap, names["raw"], names["enriched"], names["dlq"])
     settings = stage_settings(
@@ -234,7 +235,7 @@ def normalize_past_a_shrunk_topic(
                  *raw_items(codec, ["b3", "b4", "b5"], now)]  # fmt: skip
         with commits_watched(bootstrap, group, raw) as seen:
             produce(bootstrap, raw, items)  # offsets 5..11, the refused one at 8
-            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 18,
+            wait_for(lambda: any(o > 8 for o in seen) or bool(letters(settings)), 40,
                      "the stage to get past the refused record", tick=stage.ensure)  # fmt: skip
             assert not any(o > 8 for o in seen) or letters(settings), "committed past it"
         wait_for(lambda: committed(bootstrap, group, raw) == 12, 20, "a commit to the end",

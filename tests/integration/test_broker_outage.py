@@ -37,6 +37,8 @@ from tests.integration.helpers import (
     stage_names,
     stage_settings,
     start_stage,
+    started_lines,
+    stop_code,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,18 +59,22 @@ class Supervised:
     def __init__(self, command: str, settings: Settings, log: Path) -> None:
         self.command, self.settings, self.log = command, settings, log
         self.exits: list[int] = []  # exit codes of the runs that ended by themselves
-        self.proc = start_stage([command], settings, log)
+        self._start()
+
+    def _start(self) -> None:
+        self._starts_logged = started_lines(self.log)
+        self.proc = start_stage([self.command], self.settings, self.log)
 
     def check(self) -> None:
         code = self.proc.poll()
         if code is not None:
             self.exits.append(code)
-            self.proc = start_stage([self.command], self.settings, self.log)
+            self._start()
 
     def terminate(self, timeout_s: float) -> tuple[int | None, float]:
         """SIGTERM, wait for the exit, start it again; the exit code and how long it took."""
         ended = self.stop(timeout_s)
-        self.proc = start_stage([self.command], self.settings, self.log)
+        self._start()
         return ended
 
     def stop(self, timeout_s: float) -> tuple[int | None, float]:
@@ -76,7 +82,7 @@ class Supervised:
         began = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         try:
-            code: int | None = self.proc.wait(timeout_s)
+            code: int | None = stop_code(self.proc.wait(timeout_s), self.log, self._starts_logged)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

@@ -212,7 +212,7 @@ def test_normalize_a_letter_the_shrunk_topic_refuses_does_not_stall_the_partitio
     """The dead-letter topic's max.message.bytes goes down to 100,000 while the stage runs
     (under a supervisor that restarts it when it exits); then a raw event without pixel_id,
     250 KB, arrives between valid ones. Its letter keeps the original whole and the broker
-    refuses it. The stage must not commit past it, and must get past it within 18 s: a fresh
+    refuses it. The stage must not commit past it, and must get past it within 40 s: a fresh
     start reads the lowered limit and cuts the letter to fit. Every raw record then has its
     output: exactly one in exactly_once, at most two (one repeat of the batch) in
     at_least_once."""

@@ -109,7 +109,8 @@ def test_a_commit_follows_each_accepted_batch_not_the_timer(
         accepted_at = time.monotonic()
         group, topic = names["deliverer_group"], names["enriched"]
         wait_until(lambda: _committed(kafka_bootstrap, group, topic) == len(ids), 10, "the commit")
-        assert time.monotonic() - accepted_at < 3.0
+        # far below the 60 s timer; the slack is for a loaded machine's commits and probes
+        assert time.monotonic() - accepted_at < 8.0
     finally:
         stage.stop()
         thread.join(60)

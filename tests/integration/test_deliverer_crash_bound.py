@@ -200,6 +200,8 @@ def test_kill_9_re_sends_at_most_in_flight_plus_accepted_since_last_commit(
         assert resent <= in_flight | accepted, (report, sorted(resent - in_flight - accepted)[:5])
     report.append(f"final restart to first delivery {first_final - restarted:.1f} s")
     print("\n".join(report))  # the measured figures (pytest -s)
+    # a static member's restart takes its partitions back at once: well under the session
+    # timeout a new member would wait for (the start itself, imports included, is in the figure)
     for kill in kills:
-        assert kill.first_delivery - kill.started < SESSION_TIMEOUT_MS / 1000 / 3, report
-    assert first_final - restarted < SESSION_TIMEOUT_MS / 1000 / 3, report
+        assert kill.first_delivery - kill.started < SESSION_TIMEOUT_MS / 1000 / 2, report
+    assert first_final - restarted < SESSION_TIMEOUT_MS / 1000 / 2, report

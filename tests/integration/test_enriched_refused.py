@@ -27,7 +27,7 @@ def test_normalize_an_enriched_record_the_shrunk_topic_refuses_becomes_a_letter(
     """The enriched topic's max.message.bytes goes down to 100,000 under a running normalizer
     (restarted by a supervisor when it exits); then a valid event with a 250 KB custom property
     arrives between valid ones. The stage does not commit past it while the broker refuses its
-    enriched record, and within 18 s gets past it: the event is dead-lettered as
+    enriched record, and within 40 s gets past it: the event is dead-lettered as
     record_too_large, every other event is enriched, each raw record has exactly one output in
     exactly_once (at most two in at_least_once: one repeat of the batch)."""
     past = normalize_past_a_shrunk_topic(

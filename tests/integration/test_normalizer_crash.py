@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     stage_names,
     stage_settings,
     start_stage,
+    started_lines,
     wait_until,
 )
 
@@ -40,11 +41,6 @@ def _committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3
         return -1  # a rebalance in progress (a killed member) can time this call out
     finally:
         consumer.close()
-
-
-def _started(log: Path) -> int:
-    """How many stage processes logged their start (their signal handlers were in by then)."""
-    return log.read_text().count('"event":"started"') if log.exists() else 0
 
 
 def _names(unique: Callable[[str], str]) -> dict[str, str]:
@@ -89,12 +85,12 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
         elif proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # it finished everything before the kill
         proc.wait(60)
-    starts = _started(log)
+    starts = started_lines(log)
     final = start_stage(["normalize"], settings, log)
     try:
         # its SIGTERM must come after its handler is in: the last run may have left nothing to
         # do, and a stop signal during the start ends the process with -15 (as it should)
-        wait_until(lambda: _started(log) > starts, 60, "the final stage's start")
+        wait_until(lambda: started_lines(log) > starts, 60, "the final stage's start")
         # dead members keep their partitions until their session times out; wait on the outcome
         wait_until(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 180, "the rest")
     finally:

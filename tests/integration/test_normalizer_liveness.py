@@ -43,8 +43,10 @@ def test_healthz_turns_red_while_the_loop_is_stuck_and_green_when_it_ticks_again
     names = stage_names(unique)
     make_topics(names["raw"], names["enriched"], names["dlq"], partitions=1)
     settings = stage_settings(
-        kafka_bootstrap, names, normalizer={"stall_timeout_s": 1.0, "default_pixel_id": "111"}
-    )
+        kafka_bootstrap, names,
+        # an idle poll is a tick: 0.1 s polls leave 0.9 s of the 1 s stall timeout as slack
+        normalizer={"stall_timeout_s": 1.0, "poll_timeout_s": 0.1, "default_pixel_id": "111"},
+    )  # fmt: skip
     sensor = StuckSensor()
     fired: list[int] = []
     stage = Normalizer(settings, sensor=sensor, watchdog=Watchdog(exit=fired.append))

@@ -109,7 +109,8 @@ def test_hang_does_not_block_other_connections(sim: Simulator) -> None:
         sim.clear_faults()
         started = time.monotonic()
         assert post(fast, [event(1)]).status_code == 200
-        assert time.monotonic() - started < 0.4
+        # behind the hang it would take its ~1.9 s left; the rest is a loaded machine's slack
+        assert time.monotonic() - started < 1.5
     thread.join()
     assert len(failures) == 1
 
@@ -251,7 +252,7 @@ def test_rates_are_honoured_in_proportion(client: httpx.Client, sim: Simulator) 
 def test_thirty_two_requests_in_flight_are_served_together(sim: Simulator) -> None:
     """32 connections waiting out a 200 ms latency at once finish in about 200 ms, not 32 x."""
     sim.set_faults(FaultConfig(latency=Latency(kind="fixed", ms=200)))
-    barrier = threading.Barrier(32)
+    barrier = threading.Barrier(33)  # the 32 senders and this thread, which starts the clock
     codes: list[int] = []
 
     def send(worker: int) -> None:
@@ -260,9 +261,10 @@ def test_thirty_two_requests_in_flight_are_served_together(sim: Simulator) -> No
             codes.append(post(http, [event(worker)]).status_code)
 
     threads = [threading.Thread(target=send, args=(w,)) for w in range(32)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
+    barrier.wait()  # every client is built (an SSL context each): the requests start now
+    started = time.monotonic()
     for thread in threads:
         thread.join()
     assert codes == [200] * 32

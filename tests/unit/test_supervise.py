@@ -125,15 +125,16 @@ def test_a_worker_that_exits_abnormally_is_restarted(out: Path) -> None:
 def test_restarts_back_off_exponentially_up_to_the_maximum(out: Path) -> None:
     """Consecutive crashes wait base, 2·base, then the cap between starts."""
     sup = Supervisor(
-        1, _argv(out, "crash-4"), backoff_base_s=0.2, backoff_max_s=0.3, handle_signals=False
+        1, _argv(out, "crash-4"), backoff_base_s=0.5, backoff_max_s=0.6, handle_signals=False
     )
     assert sup.run() == 0
     times = [at for _, at in _starts(out, 0)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 4
-    for gap, delay in zip(gaps, (0.2, 0.3, 0.3, 0.3), strict=True):
+    for gap, delay in zip(gaps, (0.5, 0.6, 0.6, 0.6), strict=True):
         assert gap >= delay
-    assert gaps[-1] < 1.6  # uncapped, the fourth wait alone would be 1.6 s
+    # uncapped, the fourth wait alone would be 4.0 s; a gap also holds the worker's start
+    assert gaps[-1] < 4.0
 
 
 def test_a_killed_worker_is_restarted_and_the_others_are_untouched(
