@@ -14,7 +14,9 @@ to the end. In both processing modes and both wire formats.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import random
 import re
 import time
 from collections.abc import Callable
@@ -33,11 +35,12 @@ from stream.core.dead_letter import (
     letter_record,
     record_size,
 )
+from stream.core.enrich import Enricher
 from stream.core.errors import KafkaError
 from stream.core.records import Record
 from stream.kafka.limits import PRODUCER_DEFAULT_MAX_BYTES, SAFETY_MARGIN, max_record_bytes
 from stream.kafka.serde import build_codecs
-from stream.normalizer import Normalizer
+from stream.normalizer import Normalizer, normalize_options
 from tests.factories import custom_data, empty_user_data, raw_event
 from tests.integration.helpers import read_all, run_cli, stage_names, stage_settings
 
@@ -178,6 +181,79 @@ def test_oversized_records_become_bounded_dead_letters_and_the_partition_moves_o
     assert letters[b"emails"][1]["original_value"] == emails
     assert letters[b"emails"][1]["original_truncated"] is False
     assert letters[b"emails"][1]["event_id"] == "many-emails"
+
+
+EDGE_TOPIC_BYTES = 200_000  # the enriched topic's max.message.bytes in the edge test
+
+
+def sized_to_enrich(target: int, settings: Settings, offset: int, key: bytes) -> bytes:
+    """A raw event whose enriched record (key, value, headers) is exactly ``target`` bytes when
+    read at ``offset`` of partition 0: one custom property of random base64, which lz4 cannot
+    shrink (its 4-byte matches are rare in it, unlike in hex), so the broker sees the full size
+    plus the framing."""
+    codecs = build_codecs(settings)
+    try:
+        enricher = Enricher(codecs.raw, codecs.enriched, codecs.dlq, normalize_options(settings))
+        pad = base64.b64encode(random.Random(target).randbytes(target)).decode()
+
+        def sizes(length: int) -> tuple[bytes, int]:
+            props = {"pad": pad[:length]}
+            event = raw_event(event_id=f"edge-{target}", event_time=NOW,
+                              custom_data=custom_data(custom_properties=props))  # fmt: skip
+            value = codecs.raw.encode(event)
+            record = Record(settings.topics.raw, 0, offset, key, value)
+            out = enricher.process(record, time.time())
+            assert out.destination == "enriched", out.reason
+            return value, record_size(out.key, out.value, out.headers)
+
+        _, base = sizes(0)
+        for length in range(target - base - 8, target - base + 1):  # varint lengths grow
+            value, size = sizes(length)
+            if size == target:
+                return value
+        raise AssertionError(f"no pad makes an enriched record of {target} bytes")
+    finally:
+        codecs.close()
+
+
+def test_an_enriched_record_at_the_topic_limit_is_written_and_one_byte_more_dead_lettered(
+    kafka_bootstrap: str, unique: Callable[[str], str]
+) -> None:
+    """The enriched topic takes 200,000 bytes a record batch; the stage's limit is that less
+    SAFETY_MARGIN. An incompressible event whose enriched record is exactly at the limit is
+    written (the broker takes it with its batch and record framing), one whose record is one
+    byte over is dead-lettered as record_too_large, and the partition commits to the end."""
+    names = names_for(unique)
+    create_topics(kafka_bootstrap, names["raw"], names["dlq"])
+    create_topics(kafka_bootstrap, names["enriched"],
+                  config={"max.message.bytes": str(EDGE_TOPIC_BYTES)})  # fmt: skip
+    settings = stage_settings(kafka_bootstrap, names)
+    limit = EDGE_TOPIC_BYTES - SAFETY_MARGIN
+    small = build_codecs(settings)
+    try:
+        ok = [small.raw.encode(raw_event(event_id=f"ok-{i}", event_time=NOW)) for i in range(3)]
+    finally:
+        small.close()
+    items = [
+        (b"ok-0", ok[0]),
+        (b"at-limit", sized_to_enrich(limit, settings, 1, b"at-limit")),
+        (b"ok-1", ok[1]),
+        (b"over", sized_to_enrich(limit + 1, settings, 3, b"over")),
+        (b"ok-2", ok[2]),
+    ]
+    big_producer_produce(kafka_bootstrap, names["raw"], items)
+
+    stats = Normalizer(settings).run(max_idle_s=3)
+
+    assert (stats.consumed, stats.enriched, stats.dead_lettered) == (5, 4, 1)
+    enriched = read_all(kafka_bootstrap, names["enriched"], expected=4, idle_s=0.5)
+    assert [r.key for r in enriched] == [b"ok-0", b"at-limit", b"ok-1", b"ok-2"]
+    at_limit = next(r for r in enriched if r.key == b"at-limit")
+    assert record_size(at_limit.key, at_limit.value, at_limit.headers) == limit
+    (dead,) = read_all(kafka_bootstrap, names["dlq"], expected=1, idle_s=0.5)
+    assert dead.key == b"over"
+    assert dict(dead.headers)["capi.reason"] == RECORD_TOO_LARGE.encode()
+    assert committed(kafka_bootstrap, names["normalizer_group"], names["raw"]) == len(items)
 
 
 def test_max_record_bytes_is_the_smaller_of_topic_and_producer(
