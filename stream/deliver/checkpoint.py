@@ -98,7 +98,8 @@ class Checkpoint:
         2. flush the producer and check that every dead letter of step 1 reached Kafka (bounded:
            a flush that cannot finish in time raises, and the stage exits for its supervisor);
            after one failed flush every later commit is refused (:attr:`broken`)
-        3. commit those offsets synchronously; a partition error raises
+        3. commit those offsets synchronously, unless partitions were assigned or revoked since
+           step 1 (then False: the next try takes fresh offsets); a partition error raises
         4. record them as committed
         """
         generation = self._settlement.generation  # a rebalance may come while this awaits
@@ -106,6 +107,11 @@ class Checkpoint:
         if not next_offsets:
             return True
         await self._flushed()  # 2
+        if self._settlement.generation != generation:
+            # a partition revoked during the flush may be back already, after another member
+            # committed past this snapshot: its old offset would move that commit back
+            log.info("commit skipped: partitions moved during its flush; will retry")
+            return False
         try:
             await self._commit(next_offsets)  # 3
         except KafkaError as exc:

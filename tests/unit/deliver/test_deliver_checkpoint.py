@@ -201,3 +201,26 @@ def test_a_slow_flush_is_said_once_and_the_commit_still_follows_it() -> None:
     with capture_logs() as logs:
         assert asyncio.run(checkpoint(quick, parts(1)[0]).commit())
     assert not [e for e in logs if e["event"].startswith("dead letters not yet written")]
+
+
+def test_a_commit_whose_partitions_moved_during_the_flush_is_not_sent() -> None:
+    """The partition is revoked and assigned back while the commit awaits its flush (another
+    member may have owned it and committed past this snapshot meanwhile): the old offset is not
+    sent, since it would move that member's commit back; the next commit takes a fresh one."""
+    settlement, _, _, items = parts(2)
+    assert items[0].entry is not None
+    settlement.settle(items[0].entry)
+    kafka = Kafka()
+
+    def flush_across_two_rebalances() -> None:
+        kafka.calls.append("flush")
+        settlement.revoke([TP])
+        settlement.assign([TP])  # back, with fresh state: nothing settled in it yet
+
+    subject = Checkpoint(
+        settlement, flush=flush_across_two_rebalances, commit=kafka.commit, pause=kafka.pause,
+        resume=kafka.resume, limits=CheckpointLimits(), on_error=lambda _: None,
+    )  # fmt: skip
+    assert not asyncio.run(subject.commit())
+    assert kafka.calls == ["flush"]
+    assert settlement.committable() == {}
