@@ -60,11 +60,13 @@ def _sim(gateway_keys: dict[str, frozenset[str]] | None = None) -> Simulator:
 def _settings(
     bootstrap: str, names: dict[str, str], graph: Simulator, gateway: Simulator, *, only: bool
 ) -> Settings:
+    # a long request timeout: on a loaded machine, a request timed out after the simulator took
+    # it would be sent again, a duplicate that the tests would rightly count against the stage
     return stage_settings(
         bootstrap, names, access_token=TOKEN,
         deliverer={"graph_url": graph.url, "destination": "gateway", "gateway_url": gateway.url,
                    "gateway_only": only, "linger_ms": 50, "max_events": 100,
-                   "request_timeout_s": 2.0, "retry_base_s": 0.1, "retry_max_s": 0.5,
+                   "request_timeout_s": 10.0, "retry_base_s": 0.1, "retry_max_s": 0.5,
                    "commit_interval_s": 0.5},
     ).model_copy(update={"gateway_access_key": SecretStr(KEY)})  # fmt: skip
 
@@ -175,7 +177,8 @@ def test_a_gateway_outage_holds_commits_and_graph_is_not_sent_again(
             # the Gateway lanes go on failing well after Graph took everything: a stage
             # that committed on Graph's word alone has had its chance by then
             held = _gateway_503s(gateway) + 20
-            wait_until(lambda: _gateway_503s(gateway) >= held, 30, "Gateway retries")
+            wait_until(lambda: _gateway_503s(gateway) >= held or sampler.committed() > 0, 30,
+                       "Gateway retries (or a commit)")  # fmt: skip
             assert sampler.committed() == 0
             assert gateway.stats().accepted == 0
             gateway.clear_faults()
@@ -245,7 +248,7 @@ def test_a_refused_access_key_halts_the_gateway_lanes_without_dead_letters(
     assert stage.stats.dead_lettered == 0
     assert topic_records(settings, names["dlq"]) == []
     assert len(sampler.samples) > 5
-    assert sampler.passed_unaccepted(where, both=False) == []
+    assert sampler.passed_unaccepted(where, both=True) == []
 
 
 def test_gateway_only_sends_nothing_to_graph(kafka_bootstrap: str, names: dict[str, str]) -> None:
