@@ -195,8 +195,10 @@ class Normalizer:
                     elif max_idle_s is not None and self.clock() - idle_since > max_idle_s:
                         break
                     continue
-                idle_since = self.clock()
                 self._process_batch(records, enricher, consumer, producer)
+                # from the batch's end: an aborted one is read again, and the first polls
+                # after its rewind may come back empty while the fetch restarts
+                idle_since = self.clock()
         finally:
             restore_gc()
             self.match_report.report()  # what the last batches committed
@@ -253,7 +255,6 @@ class Normalizer:
         topics = self.settings.topics
         now = self.clock()
         next_offsets: dict[TopicPartition, int] = {}
-        first_offsets: dict[TopicPartition, int] = {}
         enriched = dead = 0
         match_report = self.match_report
         if self._exactly_once:
@@ -272,7 +273,6 @@ class Normalizer:
                 else:
                     dead += 1
                     self.sensor.count("dead_lettered", stage="normalize", reason=out.reason or "")
-                first_offsets.setdefault(record.tp, record.offset)
                 next_offsets[record.tp] = record.offset + 1
             self._read_ends.update(next_offsets)
             self._commit(next_offsets, consumer, producer)
@@ -292,7 +292,9 @@ class Normalizer:
                 raise
             log.warning("batch aborted; re-reading it", error=str(exc), records=len(records),
                         pause_s=self._abort_pause_s)  # fmt: skip
-            self._abort(first_offsets, consumer, producer)
+            # the whole batch is read again, from each partition's first record in it: the
+            # records after the one that failed (of any partition) were read but not written
+            self._abort(_first_offsets(records), consumer, producer)
             match_report.discard()
             self.sensor.count("transactions", outcome="aborted")
             self._stopping.wait(self._abort_pause_s)
@@ -363,6 +365,13 @@ class Normalizer:
         sensor.gauge("commit_lag", commit_lag(read_ends, self._committed), stage="normalize")
         sensor.gauge("consumer_lag", sum(consumer.lag(assigned).values()), stage="normalize")
         self.match_report.report()
+
+
+def _first_offsets(records: list[Record]) -> dict[TopicPartition, int]:
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        first.setdefault(record.tp, record.offset)
+    return first
 
 
 def _names(tps: list[TopicPartition]) -> list[str]:

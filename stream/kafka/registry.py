@@ -25,6 +25,9 @@ with warnings.catch_warnings():
 from stream.core.codec import SchemaNotFoundError
 from stream.core.errors import KafkaError
 
+#: The registry's own code for "no schema has this id" (Confluent's API; Apicurio answers it too).
+SCHEMA_NOT_FOUND = 40403
+
 
 class Registry:
     """Registers our schemas and resolves writer schema ids, caching both.
@@ -58,13 +61,35 @@ class Registry:
             return int(self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO")))
         except SchemaRegistryError as exc:
             raise KafkaError(f"registering {subject}: HTTP {exc.http_status_code}") from exc
+        except Exception as exc:
+            # the client's transport errors (refused, reset, timeout): a restart tries again
+            raise KafkaError(
+                f"registering {subject}: registry unreachable ({type(exc).__name__})",
+                retriable=True,
+            ) from exc
 
     def _resolve(self, schema_id: int) -> Mapping[str, Any]:
+        """The writer schema of ``schema_id``; :class:`SchemaNotFoundError` only when the
+        registry itself says no schema has the id.
+
+        Any other failure says nothing about the record, so it must not dead-letter it: a
+        registry restarting (5xx), a proxy's page (a 404 without the registry's code), expired
+        credentials, a refused connection. Those raise a retriable :class:`KafkaError`: the
+        stage re-reads the batch, and exits for its supervisor if the registry stays away.
+        """
         try:
             schema = self._client.get_schema(schema_id)
         except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
+            if exc.http_status_code == 404 and exc.error_code == SCHEMA_NOT_FOUND:
                 raise SchemaNotFoundError(schema_id) from exc
-            raise KafkaError(f"schema id {schema_id}: HTTP {exc.http_status_code}") from exc
+            raise KafkaError(
+                f"schema id {schema_id}: registry answered HTTP {exc.http_status_code}",
+                retriable=True,
+            ) from exc
+        except Exception as exc:
+            raise KafkaError(
+                f"schema id {schema_id}: registry unreachable ({type(exc).__name__})",
+                retriable=True,
+            ) from exc
         data: Mapping[str, Any] = json.loads(schema.schema_str or "null")
         return data
