@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaException,
@@ -63,7 +64,8 @@ class OffsetsAdmin:
     """Admin look-ups and offset moves for one cluster."""
 
     def __init__(self, settings: Settings) -> None:
-        self._admin = AdminClient(one_off(settings).admin_config())
+        self._settings = one_off(settings)
+        self._admin = AdminClient(self._settings.admin_config())
 
     def partitions(self, topic: str) -> list[int]:
         """The topic's partition ids; raises :class:`KafkaError` when the topic does not exist."""
@@ -144,17 +146,29 @@ class OffsetsAdmin:
         return GroupInfo(group_id, state, members)
 
     def committed(self, group_id: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-        """The group's committed offset per partition; -1 where it has committed none."""
-        request = ConsumerGroupTopicPartitions(
-            group_id, [TopicPartition(topic, p) for p in partitions]
+        """The group's committed offset per partition; -1 where it has committed none.
+
+        Read by a consumer of the group that never subscribes (so never joins it), not by the
+        admin client: librdkafka's ListConsumerGroupOffsets crashes the process when the broker
+        answers NOT_COORDINATOR (a coordinator moving, a broker restarting; librdkafka issue
+        #5040), and a crash in C cannot be caught.
+        """
+        consumer = Consumer(
+            self._settings.consumer_config(group_id, **{"enable.auto.commit": False})
         )
-        future = self._admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)
-        result = _result(future[group_id], f"reading offsets of group {group_id}")
+        try:
+            parts = consumer.committed(
+                [TopicPartition(topic, p) for p in partitions], timeout=_TIMEOUT_S
+            )
+        except KafkaException as exc:
+            raise translate(exc, f"reading offsets of group {group_id}") from exc
+        finally:
+            consumer.close()
         out = {}
-        for tp in result.topic_partitions or []:
+        for tp in parts:
             if tp.error is not None:
                 raise KafkaError(f"offsets of {group_id} on {topic}[{tp.partition}]: {tp.error}")
-            out[tp.partition] = int(tp.offset)
+            out[tp.partition] = int(tp.offset) if tp.offset >= 0 else -1
         return out
 
     def move_group(self, group_id: str, topic: str, offsets: Mapping[int, int]) -> None:

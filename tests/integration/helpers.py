@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import TopicPartition as RdTopicPartition
 from pydantic import SecretStr
 
 from stream import schemas
@@ -130,6 +131,42 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None, idle_s: fl
     finally:
         consumer.close()
     return records
+
+
+class GroupOffsets:
+    """Reads ``group``'s committed next_offset per partition of ``topic``, again on each call.
+
+    A consumer of the group that never subscribes (so never joins it) reads them, not the admin
+    client: librdkafka's ListConsumerGroupOffsets crashes the process when the broker answers
+    NOT_COORDINATOR, as a coordinator that is loading or moving does (librdkafka issue #5040).
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        self._tps = [RdTopicPartition(topic, p) for p in range(partitions)]
+
+    def __call__(self) -> dict[int, int] | None:
+        """The partitions with a commit and their offsets; None while the group's coordinator
+        does not answer."""
+        try:
+            parts = self._consumer.committed(self._tps, 10)
+        except KafkaException:
+            return None
+        return {tp.partition: tp.offset for tp in parts if tp.offset >= 0}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int] | None:
+    """One read of :class:`GroupOffsets` (a consumer made and closed for it)."""
+    offsets = GroupOffsets(bootstrap, group, topic, partitions)
+    try:
+        return offsets()
+    finally:
+        offsets.close()
 
 
 def started_lines(log: Path) -> int:

@@ -18,14 +18,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka import TopicPartition as RdTopicPartition
 from pydantic import SecretStr
 
 from stream.config import Settings
 from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, SimConfig, Simulator
 from tests.integration.helpers import (
+    GroupOffsets,
     enriched_value,
     produce,
     stage_names,
@@ -79,28 +78,6 @@ def _publish(bootstrap: str, topic: str) -> list[str]:
     return ids
 
 
-def _offsets_reader(bootstrap: str, group: str) -> Consumer:
-    """A consumer of ``group`` that never subscribes: it only reads the committed offsets.
-
-    Not the admin client's list_consumer_group_offsets: when its OffsetFetch is answered
-    NOT_COORDINATOR, as often just after a broker starts, librdkafka (2.16 here) crashes the
-    process in rd_kafka_cgrp_op (librdkafka issue 5040); a consumer has the group state that
-    answer needs.
-    """
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                     "enable.auto.commit": False})  # fmt: skip
-
-
-def _committed(reader: Consumer, topic: str) -> dict[int, int] | None:
-    """The group's committed next_offset per partition (0 when none yet); None when the
-    coordinator did not answer in time."""
-    try:
-        parts = reader.committed([RdTopicPartition(topic, p) for p in range(PARTITIONS)], 10)
-    except KafkaException:
-        return None
-    return {tp.partition: max(tp.offset, 0) for tp in parts}
-
-
 def _confirmed(sim: Simulator) -> set[str]:
     """Event ids the simulator accepted in a full answer so far."""
     return {eid for entry in sim.journal() if not entry.short for _, eid in entry.keys}
@@ -118,16 +95,18 @@ class Sampler:
     ) -> None:
         self._bootstrap, self._group, self._topic = bootstrap, group, topic
         self._graph, self._gateway = graph, gateway
-        self._reader = _offsets_reader(bootstrap, group)  # the test's thread's own
+        # the committed offsets, read by a consumer of the group (helpers.GroupOffsets says
+        # why not the admin client); this one is the test's thread's own
+        self._reader = GroupOffsets(bootstrap, group, topic, PARTITIONS)
         self.samples: list[Sample] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        reader = _offsets_reader(self._bootstrap, self._group)
+        reader = GroupOffsets(self._bootstrap, self._group, self._topic, PARTITIONS)
         try:
             while not self._done.is_set():
-                committed = _committed(reader, self._topic)
+                committed = reader()
                 if committed is not None:
                     graph, gateway = _confirmed(self._graph), _confirmed(self._gateway)
                     self.samples.append((committed, graph, gateway))
@@ -138,7 +117,7 @@ class Sampler:
     def committed(self) -> int:
         """The group's committed offsets summed over the partitions, read now (-1: the
         coordinator did not answer, which no assertion may take for 0)."""
-        committed = _committed(self._reader, self._topic)
+        committed = self._reader()
         return -1 if committed is None else sum(committed.values())
 
     def __enter__(self) -> Sampler:

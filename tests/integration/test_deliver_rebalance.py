@@ -24,13 +24,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from stream import schemas
 from stream.core.codec import AvroCodec
 from stream.sim import FaultConfig, Latency, SimConfig, Simulator
 from tests.integration.helpers import (
+    GroupOffsets,
     enriched_value,
     produce,
     read_all,
@@ -77,16 +78,6 @@ def sim() -> Iterator[Simulator]:
     config = SimConfig(tokens={TOKEN: frozenset({"*"})}, journal=True, faults=faults)
     with Simulator(config) as simulator:
         yield simulator
-
-
-def _committed(admin: AdminClient, group: str) -> dict[int, int] | None:
-    """The group's committed next_offset per partition; None while the coordinator loads."""
-    request = [ConsumerGroupTopicPartitions(group)]
-    try:
-        result = admin.list_consumer_group_offsets(request)[group].result(10)
-    except KafkaException:
-        return None
-    return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
 
 
 def _members(admin: AdminClient, group: str) -> list[int]:
@@ -224,6 +215,9 @@ def test_rebalances_of_a_busy_deliverer_commit_only_what_was_accepted(
         update={"consumer": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}}
     )
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    # one reader for the sampler's thread, one for this one
+    sampled = GroupOffsets(kafka_bootstrap, group, topic, PARTITIONS)
+    offsets = GroupOffsets(kafka_bootstrap, group, topic, PARTITIONS)
     samples: list[tuple[dict[int, int], int]] = []  # committed offsets, journal length then
     sampling = threading.Event()
 
@@ -231,7 +225,7 @@ def test_rebalances_of_a_busy_deliverer_commit_only_what_was_accepted(
         while not sampling.is_set():
             # the journal is read after the offsets: what a commit passed was accepted before
             # the commit, so before this read
-            committed = _committed(admin, group)
+            committed = sampled()
             if committed is not None:
                 samples.append((committed, len(sim.journal())))
             sampling.wait(0.05)
@@ -281,12 +275,15 @@ def test_rebalances_of_a_busy_deliverer_commit_only_what_was_accepted(
                  for r in read_all(kafka_bootstrap, topic, expected=total, idle_s=0.5)}  # fmt: skip
         assert len(where) == total
         ends = {p: 1 + max(o for q, o in where if q == p) for p in range(PARTITIONS)}
-        wait_until(lambda: _committed(admin, group) == ends, 60, "commits at every partition's end")
+        wait_until(lambda: offsets() == ends, 60, "commits at every partition's end")
     finally:
         feed.stopping.set()
         codes = {w: _stop(proc) for w, proc in procs.items()}
         sampling.set()
         sampler.join(15)
+        offsets.close()
+        if not sampler.is_alive():
+            sampled.close()
     for w in (0, 2):
         assert codes[w] == 0, logs[w].read_text()[-3000:]
     assert stop_code(stopped_1, logs[1], 0) == 0, logs[1].read_text()[-3000:]

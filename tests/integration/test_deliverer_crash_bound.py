@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
-from confluent_kafka.admin import AdminClient
 
 from stream.sim import FaultConfig, JournalEntry, Latency, SimConfig, Simulator
 from tests.integration.helpers import (
+    GroupOffsets,
     enriched_value,
     produce,
     read_all,
@@ -67,22 +66,17 @@ class Kill:
     committed: dict[int, int]  # the group's next_offset per partition after the kill
 
 
-def _committed(admin: AdminClient, group: str) -> dict[int, int]:
-    request = [ConsumerGroupTopicPartitions(group)]
-    try:
-        result = admin.list_consumer_group_offsets(request)[group].result(10)
-    except KafkaException:
-        return {}
-    return {tp.partition: max(tp.offset, 0) for tp in result.topic_partitions}
+def _committed(offsets: GroupOffsets) -> dict[int, int]:
+    return offsets() or {}
 
 
-def _settled_commits(admin: AdminClient, group: str) -> dict[int, int]:
+def _settled_commits(offsets: GroupOffsets) -> dict[int, int]:
     """The committed offsets once two reads 300 ms apart agree (a last commit may be landing)."""
     deadline = time.monotonic() + 10
-    last = _committed(admin, group)
+    last = _committed(offsets)
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        now = _committed(admin, group)
+        now = _committed(offsets)
         if now == last:
             return now
         last = now
@@ -151,8 +145,8 @@ def test_kill_9_re_sends_at_most_in_flight_plus_accepted_since_last_commit(
         update={"consumer": {"session.timeout.ms": SESSION_TIMEOUT_MS,
                              "heartbeat.interval.ms": 3000}}
     )  # fmt: skip
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     group = names["deliverer_group"]
+    offsets = GroupOffsets(kafka_bootstrap, group, names["enriched"], PARTITIONS)
     seed = random.randrange(1 << 30)  # the kill moments; printed to replay a run
     rnd = random.Random(seed)
     log = tmp_path / "deliverer.log"
@@ -170,13 +164,15 @@ def test_kill_9_re_sends_at_most_in_flight_plus_accepted_since_last_commit(
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
-        kills.append(Kill(started, first, killed, _settled_commits(admin, group)))
+        kills.append(Kill(started, first, killed, _settled_commits(offsets)))
     restarted = time.time()
     final = start_stage(["deliver", "--max-idle", "4"], settings, log)
     first_final = _wait_for(lambda: _first_arrival_after(sim, restarted), 30, "a delivery")
     assert final.wait(180) == 0, log.read_text()[-3000:]
     assert sim.stats().missing(("Purchase", e) for e in ids) == set()
-    assert sum(_committed(admin, group).values()) == total
+    final_commits = _committed(offsets)
+    offsets.close()
+    assert sum(final_commits.values()) == total
 
     journal = sim.journal()
     starts = [k.started for k in kills[1:]] + [restarted]

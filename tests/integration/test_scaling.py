@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from stream.config import Settings
@@ -24,6 +24,7 @@ from stream.sim import FaultConfig, Latency, SimConfig, Simulator
 from stream.supervise import Supervisor, cli_argv
 from tests.integration.helpers import (
     enriched_value,
+    group_offsets,
     produce,
     stage_env,
     stage_names,
@@ -94,16 +95,10 @@ def _members(admin: AdminClient, group: str) -> list[int]:
     return [len(m.assignment.topic_partitions) for m in description.members]
 
 
-def _committed(admin: AdminClient, group: str) -> int:
-    """The group's committed offsets, summed over the topic's partitions."""
-    request = [ConsumerGroupTopicPartitions(group)]
-    try:
-        result = admin.list_consumer_group_offsets(request)[group].result(10)
-    except KafkaException as exc:
-        if _warming_up(exc):
-            return -1
-        raise
-    return sum(max(tp.offset, 0) for tp in result.topic_partitions)
+def _committed(bootstrap: str, names: dict[str, str]) -> int:
+    """The group's committed offsets, summed over the topic's partitions (-1: no answer yet)."""
+    got = group_offsets(bootstrap, names["deliverer_group"], names["enriched"], PARTITIONS)
+    return -1 if got is None else sum(got.values())
 
 
 def _records(ids: list[str]) -> list[tuple[bytes | None, bytes]]:
@@ -159,7 +154,9 @@ def test_three_workers_lose_nothing_when_one_is_killed_mid_stream(
         )
         at_rebalance = sim.stats().accepted
         done = wait_until(lambda: sim.stats().accepted >= total, 30, "every event")
-        wait_until(lambda: _committed(admin, group) == total, 30, "offsets committed to the end")
+        wait_until(
+            lambda: _committed(kafka_bootstrap, names) == total, 30, "offsets committed to the end"
+        )
     finally:
         codes = _stop_all(procs[1:])
     received = sim.stats()
@@ -201,7 +198,9 @@ def test_supervised_workers_restart_a_killed_one_and_drain_on_stop(
         wait_until(lambda: sup.starts[1] == 2 and 1 in sup.pids, 30, "the restart")
         assert sup.pids[1] != killed
         wait_until(lambda: sim.stats().accepted >= total, 40, "every event")
-        wait_until(lambda: _committed(admin, group) == total, 30, "offsets committed to the end")
+        wait_until(
+            lambda: _committed(kafka_bootstrap, names) == total, 30, "offsets committed to the end"
+        )
     finally:
         sup.stop()
         thread.join(60)

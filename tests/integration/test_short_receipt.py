@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
-from confluent_kafka.admin import AdminClient
 
 from stream import schemas
 from stream.core.codec import AvroCodec
 from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, Latency, SimConfig, Simulator
 from tests.integration.helpers import (
+    GroupOffsets,
     enriched_value,
     produce,
     read_all,
@@ -50,14 +49,10 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-def _committed(admin: AdminClient, group: str) -> dict[int, int]:
-    """The group's committed next_offset per partition (0 when none yet)."""
-    request = [ConsumerGroupTopicPartitions(group)]
-    try:
-        result = admin.list_consumer_group_offsets(request)[group].result(10)
-    except KafkaException:
-        return {}  # the coordinator is still loading: nothing committed that we can see
-    return {tp.partition: max(tp.offset, 0) for tp in result.topic_partitions}
+def _committed(offsets: GroupOffsets) -> dict[int, int]:
+    """The group's committed next_offset per partition (none: nothing committed, or the
+    coordinator is still loading: nothing committed that we can see)."""
+    return offsets() or {}
 
 
 def _confirmed(sim: Simulator) -> set[str]:
@@ -93,7 +88,7 @@ def test_short_receipts_are_re_sent_or_dead_lettered_and_never_committed_past(
                    "short_receipt_retries": 2, "retry_base_s": 0.02, "retry_max_s": 0.1,
                    "request_timeout_s": 5.0},
     )  # fmt: skip
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    offsets = GroupOffsets(kafka_bootstrap, group, topic, PARTITIONS)
     samples: list[tuple[dict[int, int], set[str]]] = []
     done = threading.Event()
 
@@ -101,7 +96,7 @@ def test_short_receipts_are_re_sent_or_dead_lettered_and_never_committed_past(
         while not done.is_set():
             # the confirmed set is read after the offsets: whatever a commit covered was
             # confirmed before that commit, so before this read
-            committed = _committed(admin, group)
+            committed = _committed(offsets)
             samples.append((committed, _confirmed(sim)))
             done.wait(0.05)
 
@@ -139,7 +134,8 @@ def test_short_receipts_are_re_sent_or_dead_lettered_and_never_committed_past(
     assert stats.delivered + stats.dead_lettered == total
     where = {(r.partition, r.offset): (r.key or b"").decode()
              for r in read_all(kafka_bootstrap, topic, expected=total, idle_s=0.5)}  # fmt: skip
-    final = _committed(admin, group)
+    final = _committed(offsets)
+    offsets.close()
     assert sum(final.values()) == total
     assert len(samples) > 5
     for committed, confirmed_then in samples:
