@@ -19,8 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka import Consumer
-from confluent_kafka import TopicPartition as RdTopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.config import Settings
@@ -28,6 +26,7 @@ from stream.sim import FaultConfig, SimConfig, Simulator
 from tests.brokers.provision import free_port
 from tests.integration.helpers import (
     enriched_value,
+    group_offsets,
     produce,
     stage_names,
     stage_settings,
@@ -64,12 +63,9 @@ def _settings(
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.committed([RdTopicPartition(topic, p) for p in range(PARTITIONS)], 10)
-        return sum(max(p.offset, 0) for p in parts)
-    finally:
-        consumer.close()
+    """The group's committed offsets summed over the partitions (-1: no answer yet)."""
+    got = group_offsets(bootstrap, group, topic, PARTITIONS)
+    return -1 if got is None else sum(got.values())
 
 
 def _consumed(port: int) -> float:

@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer
-from confluent_kafka import TopicPartition as RdTopicPartition
 
 from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, SimConfig, Simulator
 from tests.integration.helpers import (
     enriched_value,
+    group_offsets,
     produce,
     read_all,
     stage_names,
@@ -42,12 +41,9 @@ FAULT_S = 6.0  # every request gets the fault this long
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.committed([RdTopicPartition(topic, p) for p in range(PARTITIONS)], 10)
-        return sum(max(p.offset, 0) for p in parts)
-    finally:
-        consumer.close()
+    """The group's committed offsets summed over the partitions (-1: no answer yet)."""
+    got = group_offsets(bootstrap, group, topic, PARTITIONS)
+    return -1 if got is None else sum(got.values())
 
 
 @pytest.mark.parametrize(
