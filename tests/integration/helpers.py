@@ -169,6 +169,13 @@ def group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> di
         offsets.close()
 
 
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """The group's committed offsets summed over ``topic``'s partitions; -1 while its
+    coordinator does not answer (a rebalance, a broker starting), which no wait takes for 0."""
+    got = group_offsets(bootstrap, group, topic, partitions)
+    return -1 if got is None else sum(got.values())
+
+
 def started_lines(log: Path) -> int:
     """How many stage processes logged ``started`` into ``log`` (their signal handlers are in
     by then: a stop signal before that ends a process with -SIGTERM, as it should)."""

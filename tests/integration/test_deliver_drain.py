@@ -25,8 +25,8 @@ from stream.config import Settings
 from stream.sim import FaultConfig, SimConfig, Simulator
 from tests.brokers.provision import free_port
 from tests.integration.helpers import (
+    committed_total,
     enriched_value,
-    group_offsets,
     produce,
     stage_names,
     stage_settings,
@@ -60,12 +60,6 @@ def _settings(
         deliverer={"graph_url": sim.url, "revoke_timeout_s": REVOKE_TIMEOUT_S,
                    "static_membership": False, **deliverer},
     )  # fmt: skip
-
-
-def _committed(bootstrap: str, group: str, topic: str) -> int:
-    """The group's committed offsets summed over the partitions (-1: no answer yet)."""
-    got = group_offsets(bootstrap, group, topic, PARTITIONS)
-    return -1 if got is None else sum(got.values())
 
 
 def _consumed(port: int) -> float:
@@ -131,7 +125,10 @@ def test_sigterm_sends_the_open_windows_and_commits_them(
     assert received.accepted == EVENTS
     assert received.duplicates == 0
     assert received.missing(("Purchase", i) for i in ids) == set()
-    assert _committed(kafka_bootstrap, names["deliverer_group"], names["enriched"]) == EVENTS
+    assert (
+        committed_total(kafka_bootstrap, names["deliverer_group"], names["enriched"], PARTITIONS)
+        == EVENTS
+    )
 
 
 def test_sigterm_while_meta_hangs_ends_in_time_and_the_next_process_delivers_all(
@@ -161,13 +158,17 @@ def test_sigterm_while_meta_hangs_ends_in_time_and_the_next_process_delivers_all
     assert code == 0, log.read_text()[-3000:]
     assert took < STOP_BOUND_S
     assert sim.stats().accepted == 0
-    assert _committed(kafka_bootstrap, group, topic) == 0
+    assert committed_total(kafka_bootstrap, group, topic, PARTITIONS) == 0
 
     sim.clear_faults()
     again = start_stage(["deliver"], settings, log)
     try:
         wait_until(lambda: sim.stats().accepted == EVENTS, 90, "every event from the next process")
-        wait_until(lambda: _committed(kafka_bootstrap, group, topic) == EVENTS, 30, "the commit")
+        wait_until(
+            lambda: committed_total(kafka_bootstrap, group, topic, PARTITIONS) == EVENTS,
+            30,
+            "the commit",
+        )
         code, _ = _stop(again)
     finally:
         if again.poll() is None:

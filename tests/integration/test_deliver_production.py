@@ -18,8 +18,8 @@ from stream.deliver.stage import Deliverer
 from stream.kafka.serde import build_codecs
 from stream.sim import SimConfig, Simulator
 from tests.integration.helpers import (
+    committed_total,
     enriched_value,
-    group_offsets,
     produce,
     read_all,
     stage_names,
@@ -72,8 +72,5 @@ def test_production_mode_dead_letters_test_events_and_delivers_the_rest(
     assert {letter["reason"] for letter in letters} == {"test_event_in_production"}
     assert {letter["attempts"] for letter in letters} == {0}
 
-    committed = group_offsets(
-        kafka_bootstrap, names["deliverer_group"], names["enriched"], PARTITIONS
-    )
-    assert committed is not None
-    assert sum(committed.values()) == len(records)
+    group, topic = names["deliverer_group"], names["enriched"]
+    assert committed_total(kafka_bootstrap, group, topic, PARTITIONS) == len(records)

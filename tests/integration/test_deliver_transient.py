@@ -22,8 +22,8 @@ import pytest
 from stream.deliver.stage import Deliverer
 from stream.sim import FaultConfig, SimConfig, Simulator
 from tests.integration.helpers import (
+    committed_total,
     enriched_value,
-    group_offsets,
     produce,
     read_all,
     stage_names,
@@ -38,12 +38,6 @@ PIXELS = ("111", "222")
 EVENTS = 1000
 PARTITIONS = 3
 FAULT_S = 6.0  # every request gets the fault this long
-
-
-def _committed(bootstrap: str, group: str, topic: str) -> int:
-    """The group's committed offsets summed over the partitions (-1: no answer yet)."""
-    got = group_offsets(bootstrap, group, topic, PARTITIONS)
-    return -1 if got is None else sum(got.values())
 
 
 @pytest.mark.parametrize(
@@ -92,7 +86,11 @@ def test_transient_answers_are_retried_and_never_dead_lettered(
             time.sleep(max(0.0, first + FAULT_S - time.monotonic()))
             sim.clear_faults()
             wait_until(lambda: sim.stats().accepted == EVENTS, 60, "every event accepted")
-            wait_until(lambda: _committed(kafka_bootstrap, group, topic) == EVENTS, 30, "commits")
+            wait_until(
+                lambda: committed_total(kafka_bootstrap, group, topic, PARTITIONS) == EVENTS,
+                30,
+                "commits",
+            )
         finally:
             stage.stop()
             thread.join(60)

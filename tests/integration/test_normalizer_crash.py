@@ -9,13 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka import TopicPartition as RdTopicPartition
 
 from stream import schemas
 from stream.core.codec import AvroCodec
 from tests.factories import raw_event
 from tests.integration.helpers import (
+    committed_total,
     output_sources,
     produce,
     read_all,
@@ -29,18 +28,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 EVENTS = 12000
-
-
-def _committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3) -> int:
-    """The group's committed offsets summed; -1 while the coordinator does not answer."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.committed([RdTopicPartition(topic, p) for p in range(partitions)], 10)
-        return sum(max(p.offset, 0) for p in parts)
-    except KafkaException:
-        return -1  # a rebalance in progress (a killed member) can time this call out
-    finally:
-        consumer.close()
+PARTITIONS = 3
 
 
 def _names(unique: Callable[[str], str]) -> dict[str, str]:
@@ -55,7 +43,7 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
 ) -> None:
     """Killing the stage with SIGKILL mid-stream, then restarting it, loses and repeats nothing."""
     names = _names(unique)
-    make_topics(names["raw"], names["enriched"], names["dlq"], partitions=3)
+    make_topics(names["raw"], names["enriched"], names["dlq"], partitions=PARTITIONS)
     settings = stage_settings(
         kafka_bootstrap, names, normalizer={"poll_batch": 100, "default_pixel_id": "111"}
     )
@@ -73,13 +61,18 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
     group, raw = names["normalizer_group"], names["raw"]
     kills = 0
     for _ in range(4):
-        before = max(_committed_total(kafka_bootstrap, group, raw), 0)
+        before = max(committed_total(kafka_bootstrap, group, raw, PARTITIONS), 0)
         proc = start_stage(["normalize"], settings, log)
         # kill it hard only once it is mid-stream: it has committed at least one more batch
         wait_until(
-            lambda b=before: _committed_total(kafka_bootstrap, group, raw) > b, 90, "progress"
+            lambda b=before: committed_total(kafka_bootstrap, group, raw, PARTITIONS) > b,
+            90,
+            "progress",
         )
-        if _committed_total(kafka_bootstrap, group, raw) < EVENTS and proc.poll() is None:
+        if (
+            committed_total(kafka_bootstrap, group, raw, PARTITIONS) < EVENTS
+            and proc.poll() is None
+        ):
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         elif proc.poll() is None:
@@ -92,7 +85,11 @@ def test_kill_9_repeatedly_leaves_exactly_one_output_per_raw_record(
         # do, and a stop signal during the start ends the process with -15 (as it should)
         wait_until(lambda: started_lines(log) > starts, 60, "the final stage's start")
         # dead members keep their partitions until their session times out; wait on the outcome
-        wait_until(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 180, "the rest")
+        wait_until(
+            lambda: committed_total(kafka_bootstrap, group, raw, PARTITIONS) >= EVENTS,
+            180,
+            "the rest",
+        )
     finally:
         final.send_signal(signal.SIGTERM)
         assert final.wait(60) == 0, log.read_text()[-3000:]

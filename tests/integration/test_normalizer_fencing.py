@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka import TopicPartition as RdTopicPartition
 
 from stream import schemas
 from stream.core.codec import AvroCodec
@@ -23,6 +21,7 @@ from stream.normalizer import Normalizer
 from stream.watchdog import Watchdog
 from tests.factories import raw_event
 from tests.integration.helpers import (
+    committed_total,
     output_sources,
     produce,
     read_all,
@@ -35,17 +34,6 @@ pytestmark = pytest.mark.integration
 
 EVENTS = 10_000
 PARTITIONS = 3
-
-
-def _committed_total(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.committed([RdTopicPartition(topic, p) for p in range(PARTITIONS)], 10)
-        return sum(max(p.offset, 0) for p in parts)
-    except KafkaException:
-        return -1  # the coordinator is busy with the rebalance
-    finally:
-        consumer.close()
 
 
 def test_a_fenced_normalizer_stops_and_its_replacement_loses_and_doubles_nothing(
@@ -81,13 +69,21 @@ def test_a_fenced_normalizer_stops_and_its_replacement_loses_and_doubles_nothing
     first.start()
     try:
         wait_until(
-            lambda: _committed_total(kafka_bootstrap, group, raw) > 0, 60, "older's progress"
+            lambda: committed_total(kafka_bootstrap, group, raw, PARTITIONS) > 0,
+            60,
+            "older's progress",
         )
-        assert _committed_total(kafka_bootstrap, group, raw) < EVENTS  # fenced mid-stream
+        assert (
+            committed_total(kafka_bootstrap, group, raw, PARTITIONS) < EVENTS
+        )  # fenced mid-stream
         second.start()
         first.join(60)
         assert not first.is_alive(), "the fenced instance went on"
-        wait_until(lambda: _committed_total(kafka_bootstrap, group, raw) >= EVENTS, 120, "the rest")
+        wait_until(
+            lambda: committed_total(kafka_bootstrap, group, raw, PARTITIONS) >= EVENTS,
+            120,
+            "the rest",
+        )
     finally:
         older.stop()
         newer.stop()

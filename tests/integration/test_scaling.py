@@ -23,8 +23,8 @@ from stream.config import Settings
 from stream.sim import FaultConfig, Latency, SimConfig, Simulator
 from stream.supervise import Supervisor, cli_argv
 from tests.integration.helpers import (
+    committed_total,
     enriched_value,
-    group_offsets,
     produce,
     stage_env,
     stage_names,
@@ -95,12 +95,6 @@ def _members(admin: AdminClient, group: str) -> list[int]:
     return [len(m.assignment.topic_partitions) for m in description.members]
 
 
-def _committed(bootstrap: str, names: dict[str, str]) -> int:
-    """The group's committed offsets, summed over the topic's partitions (-1: no answer yet)."""
-    got = group_offsets(bootstrap, names["deliverer_group"], names["enriched"], PARTITIONS)
-    return -1 if got is None else sum(got.values())
-
-
 def _records(ids: list[str]) -> list[tuple[bytes | None, bytes]]:
     """Enriched records, encoded ahead so that producing them is quick."""
     now = time.time()
@@ -155,7 +149,9 @@ def test_three_workers_lose_nothing_when_one_is_killed_mid_stream(
         at_rebalance = sim.stats().accepted
         done = wait_until(lambda: sim.stats().accepted >= total, 30, "every event")
         wait_until(
-            lambda: _committed(kafka_bootstrap, names) == total, 30, "offsets committed to the end"
+            lambda: committed_total(kafka_bootstrap, group, names["enriched"], PARTITIONS) == total,
+            30,
+            "offsets committed to the end",
         )
     finally:
         codes = _stop_all(procs[1:])
@@ -199,7 +195,9 @@ def test_supervised_workers_restart_a_killed_one_and_drain_on_stop(
         assert sup.pids[1] != killed
         wait_until(lambda: sim.stats().accepted >= total, 40, "every event")
         wait_until(
-            lambda: _committed(kafka_bootstrap, names) == total, 30, "offsets committed to the end"
+            lambda: committed_total(kafka_bootstrap, group, names["enriched"], PARTITIONS) == total,
+            30,
+            "offsets committed to the end",
         )
     finally:
         sup.stop()
